@@ -25,33 +25,40 @@ or from the shell:
 
 How it works, and why:
 - Never fork the trainer (a 2 GiB process costs ~80 ms a fork). A small pool of
-  warm server processes (`python -I sandbox.py --serve`, stdlib only,
-  pre-imported, gc frozen) forks one child per test; a server that dies is
-  restarted. The trainer talks to the servers over pipes and judges the replies.
+  warm server processes (`python -I -S`, stdlib only, pre-imported) does the work;
+  a server that dies is restarted. The trainer talks to the servers over pipes and
+  judges the replies.
 - The unit of work is one test. Each test runs in a fresh child, so no state
   leaks between tests, and tests of one program can run on several servers.
+- A fork costs what the forking process holds and then writes to: every page
+  either writes afterwards is copied. So each server forks, once, a zygote: a copy
+  of itself taken before it has seen any program or test script, gc frozen, warmed
+  up on a made-up program, whose loop does next to nothing but fork the children.
+  The server does the per-test work and never forks (when it did, the copies after
+  each fork were half the cost of a HumanEval test), and no child inherits an
+  earlier test's script from freed memory.
 - Judging happens where the untrusted code cannot reach: expected outputs and
   expected return values never leave the calling process. The child sends back
   only what it produced (stdout bytes, or a return value as tagged JSON of plain
   data), and the caller compares. An object with a rigged `__eq__` cannot cross
   the pipe: only int, float, bool, str, None, list, tuple, dict and set can.
 - Assert scripts (HumanEval's check(candidate), MBPP's asserts) contain their
-  expected values, so they never run in the program's process either: a second,
-  trusted child (the judge) runs the script, and every call to one of the
-  program's functions is a remote call into the untrusted child. The judge is
-  forked only after the untrusted child, so the script was never in the
-  program's memory. A pass needs positive evidence: the judge finished the
-  script (or, for stdio/call, the caller saw matching output), never just a
-  zero exit status.
+  expected values, so they never run in the program's process either: the server
+  runs the script, and every call to one of the program's functions is a remote
+  call into the untrusted child (request in marshal, which only the child loads;
+  reply in tagged JSON, checked: a child can only ever report its own failures).
+  A pass needs positive evidence: the server finished the script (or, for
+  stdio/call, the caller saw matching output), never just a zero exit status.
 - Limits per child: wall time (SIGKILL to the whole process group), CPU time,
   address space, file size, open files, stdout/stderr bytes (read as they come,
   never blocking on a full pipe), a fresh working directory removed afterwards.
   On Linux x86-64 and arm64 a seccomp filter denies creating processes,
   signalling other processes, ptrace, sockets, namespaces and io_uring; where
   the kernel has Landlock, the child can write only beneath its working
-  directory. Run as root, the server also moves into an empty network namespace
-  and the child drops to an unprivileged uid of its own. What cannot be applied
-  is said once, and the rest still is.
+  directory. Run as root, the server also moves into an empty network namespace,
+  keeps its work dirs on a private tmpfs of WORKDIR_MB (so scratch space is
+  bounded), and the child drops to an unprivileged uid of its own. What cannot be
+  applied is said once, and the rest still is.
 
 This is a guard against programs that a policy writes, not a security boundary
 against a person attacking the machine: it shares the kernel and, unless root,
@@ -69,6 +76,7 @@ import errno
 import fcntl
 import gc
 import json
+import marshal
 import math
 import os
 import resource
@@ -252,13 +260,19 @@ _DENY = {
 }
 _ARCH = {"x86_64": (0xC000003E, 56), "aarch64": (0xC00000B7, 220)}   # audit arch, clone nr
 _CLONE3, _CLONE_THREAD = 435, 0x10000
+# The filter is applied in two parts: the zygote takes the long one once and keeps what it
+# needs (killing its children, which lead process groups of their own); each child adds
+# the short one. Together they deny all of _DENY, and processes.
+_CHILD_PART = ("kill", "setsid")
 
 
-def _seccomp_program():
-    """A classic-BPF seccomp filter: deny the syscalls in _DENY, let clone make threads
-    but not processes, and make clone3 look absent so libc falls back to clone (clone3
-    passes its flags in memory, which a filter cannot read). Returns None when this
-    architecture is not covered."""
+def _seccomp_program(child_part):
+    """A classic-BPF seccomp filter. The zygote's part denies the syscalls in _DENY but
+    _CHILD_PART; the child's part denies those, lets clone make threads but not
+    processes, and makes clone3 look absent so libc falls back to clone (clone3 passes
+    its flags in memory, which a filter cannot read). None when this architecture is not
+    covered. (A child's setup is cheaper with a short filter: the kernel checks every
+    new filter against every syscall number.)"""
     machine = os.uname().machine
     if machine not in _DENY:
         return None
@@ -269,21 +283,23 @@ def _seccomp_program():
     allow, eperm, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
     prog = [ld(4), jeq(audit_arch, 1, 0), ret(0x80000000),    # foreign ABI: kill the process
             ld(0), (0x35, 0, 1, 0x40000000), ret(eperm)]      # x32 syscall numbers: deny
-    for nr in _DENY[machine].values():
-        prog += [jeq(nr, 0, 1), ret(eperm)]
-    prog += [jeq(_CLONE3, 0, 1), ret(enosys),
-             jeq(clone_nr, 0, 4), ld(16), (0x45, 0, 1, _CLONE_THREAD), ret(allow), ret(eperm),
-             ret(allow)]
+    for name, nr in _DENY[machine].items():
+        if (name in _CHILD_PART) == child_part:
+            prog += [jeq(nr, 0, 1), ret(eperm)]
+    if child_part:
+        prog += [jeq(_CLONE3, 0, 1), ret(enosys),
+                 jeq(clone_nr, 0, 4), ld(16), (0x45, 0, 1, _CLONE_THREAD), ret(allow), ret(eperm)]
+    prog += [ret(allow)]
     return b"".join(struct.pack("HBBI", *ins) for ins in prog)
 
 
 def _seccomp_fprog(filter_bytes):
-    """The filter as a struct sock_fprog in memory, built once in the server so that a
-    child only has to make the prctl call."""
+    """The filter as a struct sock_fprog in memory: (its buffers, a pointer to it), built
+    once in the server so that a child only has to make the prctl call."""
     buf = ctypes.create_string_buffer(filter_bytes)
     fprog = ctypes.create_string_buffer(struct.pack("HxxxxxxQ", len(filter_bytes) // 8,
                                                     ctypes.addressof(buf)))
-    return buf, fprog
+    return (buf, fprog), ctypes.c_void_p(ctypes.addressof(fprog))
 
 
 def _landlock_abi():
@@ -311,9 +327,11 @@ def _landlock_ruleset(abi, writable_dir):
 
 
 # ----------------------------------------------------------------------------- server (trusted, warm)
-# Everything below runs inside `python -I sandbox.py --serve`, never in the trainer.
+# Everything below runs inside a server (`python -I -S`, see _start_server), never in the
+# trainer.
 
-_S = {}   # server state: uid, base dir, seccomp filter, landlock abi, protocol fds
+_S = {}   # server state: uid, base dir, seccomp filter, landlock abi, protocol fds, zygote
+WORKDIR_MB = 256   # run as root, a server's work dirs share a tmpfs of this size
 
 
 def _server_setup(site_dirs):
@@ -323,9 +341,8 @@ def _server_setup(site_dirs):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Move the protocol off 0/1 so a child starts with clean stdin/stdout numbers.
     _S["rfd"], _S["wfd"] = os.dup(0), os.dup(1)
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0), os.dup2(null, 1)
-    os.close(null)
+    _S["null"] = os.open(os.devnull, os.O_RDWR)
+    os.dup2(_S["null"], 0), os.dup2(_S["null"], 1)
     root = os.geteuid() == 0
     _S["uid"] = 200000 + os.getpid() if root else None
     if root and not all(map(_others_can_read, [os.path.dirname(os.__file__)] + site_dirs)):
@@ -338,9 +355,9 @@ def _server_setup(site_dirs):
     if not root:
         warnings.append("not root: children keep this user's uid (no per-child uid, no "
                         "process-count limit); seccomp and Landlock still apply where available")
-    prog = _seccomp_program()
-    _S["seccomp"] = prog and _seccomp_fprog(prog)
-    if prog is None:
+    progs = _seccomp_program(False), _seccomp_program(True)
+    _S["seccomp"] = progs[0] and [_seccomp_fprog(p) for p in progs]   # zygote's, child's
+    if progs[0] is None:
         warnings.append(f"no seccomp filter for {os.uname().machine}: children can fork, "
                         "signal and open sockets (process group kill and rlimits still apply)")
     _S["landlock"] = _landlock_abi()
@@ -349,8 +366,23 @@ def _server_setup(site_dirs):
     _S["base"] = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sandbox-{os.getpid()}")
     _rmtree(_S["base"])                              # a dead server's, if the pid came round
     os.mkdir(_S["base"], 0o711)
+    if root and not _private_tmpfs(_S["base"]):
+        warnings.append("could not mount a private tmpfs for the work dirs: they use "
+                        f"{os.path.dirname(_S['base'])}, with no bound on their size")
     _S["runs"] = 0
+    _S["prctl"], _S["syscall"] = _libc.prctl, _libc.syscall   # looked up once, not per child
     return warnings
+
+
+def _private_tmpfs(path):
+    """Root only: in a mount namespace of the server's own, mount a WORKDIR_MB tmpfs
+    (nosuid, nodev, noexec) on path. Scratch space is then bounded, and a work dir costs
+    a few microseconds (on a journal-less ext4 /tmp, like this project's CI machine, a
+    mkdir scans past every inode deleted in the last minutes: ~0.1-1 ms at our rate)."""
+    return (_libc.unshare(0x20000) == 0                                  # CLONE_NEWNS
+            and _libc.mount(None, b"/", None, 0x4000 | 0x40000, None) == 0   # MS_REC|MS_PRIVATE
+            and _libc.mount(b"tmpfs", path.encode(), b"tmpfs", 2 | 4 | 8,
+                            f"size={WORKDIR_MB}m,mode=0711".encode()) == 0)
 
 
 def _rmtree(path):
@@ -407,106 +439,17 @@ def _recv(fd):
 
 def _send(fd, obj):
     data = json.dumps(obj).encode()
-    data = struct.pack(">I", len(data)) + data
+    _write_all(fd, struct.pack(">I", len(data)) + data)
+
+
+def _write_all(fd, data):
     while data:
         data = data[os.write(fd, data):]
 
 
-def _new_run_dir():
-    _S["runs"] += 1
-    d = os.path.join(_S["base"], str(_S["runs"]))
-    os.mkdir(d, 0o700)
-    if _S["uid"] is not None:
-        os.chown(d, _S["uid"], _S["uid"])
-    return d
-
-
-def _spawn(fds, run_dir, limits, confine, body, rlimit_cpu=True):
-    """Fork a child whose fds 0..n-1 are `fds` (all others closed), confined, running
-    body() and then exiting. Returns its pid; the child leads its own process group.
-    The child does as little Python as possible before body(): every object it touches
-    costs a copy-on-write page fault."""
-    gc.freeze()   # children then never walk the server's objects in a collection
-    rs = _landlock_ruleset(_S["landlock"], run_dir) if confine and _S["landlock"] else -1
-    pid = os.fork()
-    if pid:
-        if rs >= 0:
-            os.close(rs)
-        return pid
-    try:
-        os.setsid()
-        cpu = int(math.ceil(limits["test_timeout"])) + 1
-        if rlimit_cpu:
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        for res, val in ((resource.RLIMIT_AS, (limits["memory_mb"] << 20,) * 2),
-                         (resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2),
-                         (resource.RLIMIT_CORE, (0, 0))):
-            resource.setrlimit(res, val)
-        if confine:
-            if _S["uid"] is not None:
-                resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_procs"],) * 2)
-                os.setgroups([])
-                os.setresgid(_S["uid"], _S["uid"], _S["uid"])
-                os.setresuid(_S["uid"], _S["uid"], _S["uid"])
-            _libc.prctl(1, signal.SIGKILL)                        # PDEATHSIG (after setuid)
-            _libc.prctl(38, 1, 0, 0, 0)                           # PR_SET_NO_NEW_PRIVS
-            if rs >= 0 and _libc.syscall(446, rs, 0) != 0:        # landlock_restrict_self
-                raise OSError(ctypes.get_errno(), "landlock_restrict_self")
-            if _S["seccomp"] and _libc.prctl(22, 2, ctypes.c_void_p(
-                    ctypes.addressof(_S["seccomp"][1])), 0, 0) != 0:   # SECCOMP_MODE_FILTER
-                raise OSError(ctypes.get_errno(), "seccomp")
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]   # out of the way of 0..n-1
-        for target, src in enumerate(high):
-            os.dup2(src, target)
-        os.closerange(len(fds), 1 << 16)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits["max_open_files"],) * 2)
-        os.chdir(run_dir)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        body()
-    except BaseException:
-        try:
-            traceback.print_exc()
-        except BaseException:
-            pass
-    os._exit(1)
-
-
-def _reap(pid):
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _, status = os.waitpid(pid, 0)
-    return status
-
-
-def _pump(streams, deadline, cap):
-    """Read pipes until each hits EOF, one exceeds cap, or the deadline passes.
-    Returns ({fd: bytes}, "timeout" | "output_limit" | None)."""
-    bufs = {fd: bytearray() for fd in streams}
-    poller = select.poll()
-    for fd in streams:
-        poller.register(fd, select.POLLIN)
-    open_fds = set(streams)
-    while open_fds:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return bufs, "timeout"
-        for fd, _ in poller.poll(left * 1000):
-            data = os.read(fd, 1 << 16)
-            if not data:
-                poller.unregister(fd)
-                open_fds.discard(fd)
-            elif len(bufs[fd]) + len(data) > cap:
-                return bufs, "output_limit"
-            else:
-                bufs[fd] += data
-    return bufs, None
-
-
 def _read_line(fd, deadline, cap, pending):
-    """One JSON line from fd (pending: bytearray carrying bytes past the last line);
-    deadline None waits for ever."""
+    """One line from fd, without its newline (pending: bytearray carrying bytes past the
+    last line); deadline None waits for ever."""
     while b"\n" not in pending:
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -520,19 +463,139 @@ def _read_line(fd, deadline, cap, pending):
             raise OverflowError
     line, _, rest = bytes(pending).partition(b"\n")
     pending[:] = rest
-    return json.loads(line)
+    return line
 
 
 def _write_line(fd, obj):
-    data = (json.dumps(obj) + "\n").encode()
-    while data:
-        data = data[os.write(fd, data):]
+    _write_all(fd, (json.dumps(obj) + "\n").encode())
 
 
 def _error_text(e):
     return f"{type(e).__name__}: {e}"[:500]
 
 
+def _new_run_dir():
+    _S["runs"] += 1
+    d = os.path.join(_S["base"], str(_S["runs"]))
+    os.mkdir(d, 0o700)
+    if _S["uid"] is not None:
+        os.chown(d, _S["uid"], _S["uid"])
+    return d
+
+
+# ----------------------------------------------------------------------------- zygote and children
+# See "A fork costs what the forking process holds" in the docstring at the top.
+
+def _start_zygote():
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if os.fork() == 0:
+        for fd in (mine.detach(), _S["rfd"], _S["wfd"]):    # the server's, not the zygote's
+            os.close(fd)
+        _zygote_loop(theirs)
+    theirs.close()
+    _S["zygote"] = mine
+
+
+def _zygote_loop(sock):
+    """b"s" with fds [unit, ruleset, child's 0..n-1]: fork a child that runs the unit;
+    b"k": kill that child's process group, reap it, answer its wait status; EOF: exit."""
+    pid, space = None, socket.CMSG_SPACE(16 * 4)
+    _S["prctl"](38, 1, 0, 0, 0)     # PR_SET_NO_NEW_PRIVS, for Landlock and seccomp
+    _warm_up()
+    _seccomp(0)
+    gc.freeze()
+    while True:                      # as little Python as can be: each page it writes faults
+        msg, anc, _, _ = sock.recvmsg(1, space)
+        if msg == b"s":
+            fds = memoryview(anc[0][2]).cast("i").tolist()
+            pid = os.fork()
+            if pid == 0:
+                _run_child(fds)
+            for fd in fds:
+                os.close(fd)
+        elif msg == b"k":
+            sock.send(struct.pack("i", _reap(pid)))
+        else:
+            os._exit(0)
+
+
+def _start_child(kind, code, run_dir, limits, fds):
+    """Server side: have the zygote fork a confined child that runs `code` (a "stdio" or
+    "call" unit) with `fds` as its fds 0..n-1. The unit travels in a memfd that only
+    the child reads."""
+    limits = dict(limits, cpu=int(math.ceil(limits["test_timeout"])) + 1)
+    unit = os.memfd_create("unit")
+    os.write(unit, marshal.dumps((kind, code, run_dir, limits)))
+    rs = _landlock_ruleset(_S["landlock"], run_dir) if _S["landlock"] else os.dup(unit)
+    try:
+        socket.send_fds(_S["zygote"], [b"s"], [unit, rs] + fds)
+    finally:
+        os.close(unit), os.close(rs)
+
+
+def _reap_child():
+    """Server side: kill and reap the zygote's current child; its wait status."""
+    _S["zygote"].send(b"k")
+    return struct.unpack("i", _S["zygote"].recv(4))[0]
+
+
+def _seccomp(part):
+    """Apply part 0 (the zygote's) or 1 (a child's) of the seccomp filter."""
+    if _S["seccomp"] and _S["prctl"](22, 2, _S["seccomp"][part][1], 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp")                 # SECCOMP_MODE_FILTER
+
+
+def _run_child(fds):
+    """In a fresh child of the zygote: read the unit, confine the process, run the unit;
+    never returns (a setup failure shows on stderr). What it needs was prepared by the
+    server and the zygote, since each object a child touches costs a copy-on-write fault."""
+    try:
+        _confine_and_run(*fds)
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+    os._exit(1)
+
+
+def _confine_and_run(unit, ruleset, *fds):
+    kind, code, run_dir, limits = marshal.loads(os.pread(unit, os.lseek(unit, 0, 2), 0))
+    os.setsid()
+    for res, val in ((resource.RLIMIT_CPU, (limits["cpu"], limits["cpu"] + 1)),
+                     (resource.RLIMIT_AS, (limits["memory_mb"] << 20,) * 2),
+                     (resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2),
+                     (resource.RLIMIT_CORE, (0, 0))):
+        resource.setrlimit(res, val)
+    if _S["uid"] is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_procs"],) * 2)
+        os.setgroups([])
+        os.setresgid(_S["uid"], _S["uid"], _S["uid"])
+        os.setresuid(_S["uid"], _S["uid"], _S["uid"])
+    _S["prctl"](1, signal.SIGKILL)           # PDEATHSIG, after setuid (NO_NEW_PRIVS: zygote's)
+    if _S["landlock"] and _S["syscall"](446, ruleset, 0) != 0:    # landlock_restrict_self
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    _seccomp(1)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]   # out of the way of 0..n-1
+    for target, src in enumerate(high):
+        os.dup2(src, target)
+    os.closerange(len(fds), 1 << 16)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["max_open_files"],) * 2)
+    os.chdir(run_dir)
+    _run_main(code, 3) if kind == "stdio" else _serve_calls(code, 3, 4)
+
+
+def _reap(pid):
+    for kill in (os.killpg, os.kill):   # its group, and itself should it not lead one yet
+        try:
+            kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+# ----------------------------------------------------------------------------- inside a child
 def _run_main(code, ctl):
     """Child body for stdio tests: run the program as __main__."""
     status = 0
@@ -571,28 +634,26 @@ def _resolve(ns, name):
     raise NameError(f"program defines no function {name!r}")
 
 
-# The namespace call and assert programs start in: LeetCode stubs use List[int] etc.
-# without importing typing, as LiveCodeBench's own harness allows.
-_PRESET = {"__name__": "solution", "__builtins__": builtins,
-           **{k: getattr(typing, k) for k in typing.__all__}}
+# The builtins call and assert programs see: Python's and typing's names, because LeetCode
+# stubs use List[int] etc. without importing typing, as LiveCodeBench's own harness allows.
+# (As builtins rather than globals, a child need not copy them: each object a child
+# touches costs a copy-on-write fault.)
+_PROGRAM_BUILTINS = {**vars(builtins), **{k: getattr(typing, k) for k in typing.__all__}}
 
 
-def _serve_calls(code, req, resp):
-    """Child body for call and assert tests: run the program as a module, announce its
-    top-level names, then answer call requests with plain-data results."""
-    sys.set_int_max_str_digits(0)
-    ns = dict(_PRESET)
+def _load_program(code):
+    """Run the program as a module; (its namespace, the hello line announcing its
+    top-level names: functions as None, plain data as [value])."""
+    ns = {"__name__": "solution", "__builtins__": _PROGRAM_BUILTINS}
     try:
         exec(code, ns)
     except MemoryError:
-        _write_line(resp, {"status": "memory_limit", "error": "MemoryError while loading"})
-        os._exit(1)
+        return None, ["memory_limit", "MemoryError while loading"]
     except BaseException as e:
-        _write_line(resp, {"status": "runtime_error", "error": _error_text(e)})
-        os._exit(1)
+        return None, ["runtime_error", _error_text(e)]
     names = {}
     for k, v in ns.items():
-        if k.startswith("__") or (k in _PRESET and v is _PRESET[k]):
+        if k.startswith("__") or _PROGRAM_BUILTINS.get(k) is v:
             continue
         if callable(v) and not isinstance(v, type):
             names[k] = None
@@ -601,115 +662,74 @@ def _serve_calls(code, req, resp):
                 names[k] = [encode_value(v)]
             except (TypeError, ValueError, RecursionError):
                 pass
-    _write_line(resp, {"status": "ok", "names": names})
-    pending = bytearray()
-    while True:
-        try:
-            msg = _read_line(req, None, 1 << 30, pending)
-        except EOFError:
-            os._exit(0)
-        try:
-            fn = _resolve(ns, msg["fn"])
-            args = decode_value(msg["args"])
-            kwargs = {k: decode_value(v) for k, v in msg.get("kwargs", {}).items()}
-            value = json.dumps(encode_value(fn(*args, **kwargs)))
-            reply = {"status": "ok", "value": value}
-        except MemoryError:
-            reply = {"status": "memory_limit", "error": "MemoryError"}
-        except BaseException as e:
-            reply = {"status": "runtime_error", "error": _error_text(e)}
-        _write_line(resp, reply)
+    return ns, ["ok", names]
 
 
-class _TestTimeout(BaseException):
-    """Raised in the judge when the program's deadline passes (BaseException so a test
-    script's `except Exception` cannot swallow it)."""
-
-
-def _run_judge(script, entry_point, names, req, resp, deadline):
-    """In the trusted judge: run the assert script with the program's names bound to
-    remote-call proxies (req/resp: pipes to the program's child); returns the result."""
-    pending = bytearray()
-
-    def call(name, args, kwargs):
-        _write_line(req, {"fn": name, "args": encode_value(list(args)),
-                          "kwargs": {k: encode_value(v) for k, v in kwargs.items()}})
-        try:
-            reply = _read_line(resp, deadline, 1 << 30, pending)
-        except TimeoutError:
-            raise _TestTimeout from None
-        except EOFError:
-            raise RuntimeError("the program exited during a call") from None
-        if reply["status"] == "ok":
-            return decode_value(json.loads(reply["value"]))
-        if reply["status"] == "memory_limit":
-            raise MemoryError(reply["error"])
-        exc = getattr(builtins, reply["error"].split(":")[0], None)
-        if isinstance(exc, type) and issubclass(exc, Exception):
-            raise exc(reply["error"])
-        raise RuntimeError(reply["error"])
-
-    def proxy(name):
-        def f(*args, **kwargs):
-            return call(name, args, kwargs)
-        f.__name__ = f.__qualname__ = name
-        return f
-
-    ns = {"__name__": "__main__", "__builtins__": builtins}
-    for k, v in names.items():
-        ns[k] = proxy(k) if v is None else decode_value(v[0])
+def _answer(ns, name, args, kwargs):
+    """One call, answered as a JSON line: ["ok", value] or [status, error]."""
     try:
-        code = compile(script, "<test>", "exec")
-    except (SyntaxError, ValueError) as e:     # the data's fault, not the program's
-        return {"status": "runtime_error", "error": f"bad test script: {_error_text(e)}"}
-    try:
-        exec(code, ns)
-        if entry_point:
-            if entry_point not in names or names[entry_point] is not None:
-                raise NameError(f"program defines no function {entry_point!r}")
-            ns["check"](ns[entry_point])
-        result = {"status": "passed"}
-    except _TestTimeout:
-        result = {"status": "timeout", "error": "test timed out"}
-    except AssertionError as e:
-        result = {"status": "wrong_answer", "error": _error_text(e)}
-    except MemoryError as e:
-        result = {"status": "memory_limit", "error": _error_text(e)}
+        reply = ["ok", encode_value(_resolve(ns, name)(*args, **kwargs))]
+    except MemoryError:
+        reply = ["memory_limit", "MemoryError"]
     except BaseException as e:
-        result = {"status": "runtime_error", "error": _error_text(e)}
-    return result
+        reply = ["runtime_error", _error_text(e)]
+    try:
+        return (json.dumps(reply) + "\n").encode()
+    except (ValueError, RecursionError) as e:      # deeper than JSON goes
+        return (json.dumps(["runtime_error", _error_text(e)]) + "\n").encode()
 
 
-def _judge_loop(sock):
-    """The judge process: forked once per server and reused (a fork per test would
-    double the cost of an assert test). Each request carries the two pipe ends to the
-    program's child as SCM_RIGHTS; the reply is one JSON line."""
-    while True:
-        head, fds, _, _ = socket.recv_fds(sock, 8, 2)
-        if not head:
+def _serve_calls(code, req, resp):
+    """Child body for call and assert tests: load the program, announce its names, then
+    answer call requests until req reaches EOF."""
+    sys.set_int_max_str_digits(0)
+    ns, hello = _load_program(code)
+    _write_line(resp, hello)
+    if ns is None:
+        os._exit(1)
+    while True:                     # requests come from the server: marshal is safe here
+        head = _read_exact(req, 4)
+        if head is None:
             os._exit(0)
-        head += _read_exact(sock.fileno(), 8 - len(head))
-        job = json.loads(_read_exact(sock.fileno(), struct.unpack(">Q", head)[0]))
-        result = _run_judge(job["script"], job["entry_point"], job["names"], fds[0], fds[1],
-                            job["deadline"])
-        for fd in fds:
-            os.close(fd)
-        sock.sendall((json.dumps(result) + "\n").encode())
+        request = marshal.loads(_read_exact(req, struct.unpack(">I", head)[0]))
+        _write_all(resp, _answer(ns, *request))
 
 
-def _judge_sock(limits):
-    """The server's judge, started on first use (and again after it was killed)."""
-    if _S.get("judge") is None:
-        mine, theirs = socket.socketpair()
-        null = os.open(os.devnull, os.O_RDWR)
-        pid = _spawn([null, null, null, theirs.fileno()], _S["base"], limits, False,
-                     lambda: _judge_loop(socket.socket(fileno=3)), rlimit_cpu=False)
-        os.close(null)
-        theirs.close()
-        _S["judge"] = (pid, mine)
-    return _S["judge"]
+def _warm_up():
+    """In the zygote, before its first fork: take a child's path for a made-up program
+    often enough that its bytecode is specialized and its caches are filled, so that
+    children write to fewer shared pages."""
+    code = compile("from typing import List\nK = 3\ndef f(xs: List[int], k=1):\n"
+                   "    return [x * k for x in xs], {'n': (len(xs), 0.5)}\n", "<warm-up>", "exec")
+    for _ in range(20):
+        ns, hello = _load_program(code)
+        json.loads(json.dumps(hello))
+        json.loads(_answer(ns, "f", marshal.loads(marshal.dumps(([1, 2],))), {"k": 2}))
 
 
+# ----------------------------------------------------------------------------- test units (server side)
+def _pump(streams, deadline, cap):
+    """Read pipes until each hits EOF, one exceeds cap, or the deadline passes.
+    Returns ({fd: bytes}, "timeout" | "output_limit" | None)."""
+    bufs = {fd: bytearray() for fd in streams}
+    poller = select.poll()
+    for fd in streams:
+        poller.register(fd, select.POLLIN)
+    open_fds = set(streams)
+    while open_fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bufs, "timeout"
+        for fd, _ in poller.poll(left * 1000):
+            data = os.read(fd, 1 << 16)
+            if not data:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+            elif len(bufs[fd]) + len(data) > cap:
+                return bufs, "output_limit"
+            else:
+                bufs[fd] += data
+    return bufs, None
 
 
 def _stderr_tail(data):
@@ -723,12 +743,11 @@ def _unit_stdio(code, msg, limits, deadline):
     os.write(stdin, msg["input"].encode())
     os.lseek(stdin, 0, os.SEEK_SET)
     (out_r, out_w), (err_r, err_w), (ctl_r, ctl_w) = os.pipe(), os.pipe(), os.pipe()
-    pid = _spawn([stdin, out_w, err_w, ctl_w], run_dir, limits, True,
-                 lambda: _run_main(code, 3))
+    _start_child("stdio", code, run_dir, limits, [stdin, out_w, err_w, ctl_w])
     for fd in (stdin, out_w, err_w, ctl_w):
         os.close(fd)
     bufs, cut = _pump([out_r, err_r, ctl_r], deadline, limits["output_bytes"])
-    status = _reap(pid)
+    status = _reap_child()
     for fd in (out_r, err_r, ctl_r):
         os.close(fd)
     _rmtree(run_dir)
@@ -751,52 +770,140 @@ def _died_of_cpu(status):
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)
 
 
-def _unit_remote(code, msg, limits, deadline):
-    """call and assert tests: the program runs in a confined child that serves calls;
-    for assert tests a trusted judge child runs the script against it."""
-    run_dir = _new_run_dir()
-    null = os.open(os.devnull, os.O_RDWR)
-    (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
-    pid = _spawn([null, null, null, req_r, resp_w], run_dir, limits, True,
-                 lambda: _serve_calls(code, 3, 4))
-    os.close(req_r), os.close(resp_w)
-    # The script is read only now, after the program's child exists without it.
-    script = _recv(_S["rfd"]) if msg["kind"] == "assert" else None
-    pending, cap = bytearray(), limits["output_bytes"]
+class _Abort(BaseException):
+    """Carries a TimeoutError, EOFError or OverflowError from a remote call out of the
+    test script (a BaseException, so that a script's `except Exception` cannot stop it)."""
+
+
+def _script_alarm(signum, frame):
+    if _S.get("in_script"):                # a script that loops without calling the program
+        raise _Abort(TimeoutError())
+
+
+def _bound_memory(mb):
+    """Test scripts run in the server: what they allocate (with the values a program
+    returns) is bounded like a child's memory, beyond what the server itself maps."""
+    if _S.get("memory_mb") != mb:
+        _S["memory_mb"] = mb
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        soft = _S["mapped"] + (mb << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (soft if hard < 0 else min(soft, hard), hard))
+
+
+_CHILD_STATUSES = ("ok", "runtime_error", "memory_limit")
+
+
+def _write_request(fd, name, args, kwargs):
+    """A call request to the program's child, as marshal: from the server, so safe for
+    the child to load, and quicker for both sides than tagged JSON. It carries only what
+    marshal can (plain data, bytes, frozenset and the like; no functions or objects)."""
+    data = marshal.dumps((name, tuple(args), kwargs))
+    _write_all(fd, struct.pack(">I", len(data)) + data)
+
+
+def _read_reply(fd, deadline, cap, pending):
+    """One reply line from the program's child: (status, payload). The child is
+    untrusted: anything but one of a child's own statuses with its payload is a
+    runtime error, never anything better."""
     try:
-        hello = _read_line(resp_r, deadline, cap, pending)
-        if hello["status"] != "ok":
-            return hello
-        if script is None:
-            _write_line(req_w, {"fn": msg["fn"], "args": msg["args"]})
-            return _read_line(resp_r, deadline, cap, pending)
-        jpid, sock = _judge_sock(limits)
-        body = json.dumps({"script": script["script"], "entry_point": script.get("entry_point"),
-                           "names": hello["names"], "deadline": deadline}).encode()
-        socket.send_fds(sock, [struct.pack(">Q", len(body))], [req_w, resp_r])
-        sock.sendall(body)
-        try:
-            return _read_line(sock.fileno(), deadline + 0.5, cap, bytearray())
-        except (TimeoutError, EOFError, OverflowError):
-            del _S["judge"]              # stuck or dead: replaced on next use
-            sock.close()
-            status = _reap(jpid)
-            if _died_of_cpu(status) or time.monotonic() >= deadline:
-                return {"status": "timeout", "error": "test timed out"}
-            return {"status": "runtime_error", "error": "the test script crashed the judge"}
+        status, payload = json.loads(_read_line(fd, deadline, cap, pending))
+    except (ValueError, TypeError, RecursionError):
+        status = payload = None
+    if status in _CHILD_STATUSES and (status == "ok" or type(payload) is str):
+        return status, payload
+    return "runtime_error", "malformed reply from the program"
+
+
+def _run_script(script, entry_point, names, req, resp, pending, deadline, cap):
+    """Run an assert script here, in the server, with the program's names bound to
+    remote-call proxies into its child (req/resp: the child's pipes)."""
+
+    def call(name, args, kwargs):
+        _write_request(req, name, args, kwargs)
+        try:       # no deadline here: the script's interval timer bounds the wait
+            status, payload = _read_reply(resp, None, cap, pending)
+        except (TimeoutError, EOFError, OverflowError) as e:
+            raise _Abort(e) from None
+        if status == "ok":
+            return decode_value(payload)
+        if status == "memory_limit":
+            raise MemoryError(payload)
+        exc = getattr(builtins, payload.split(":")[0], None)
+        if isinstance(exc, type) and issubclass(exc, Exception):
+            raise exc(payload)
+        raise RuntimeError(payload)
+
+    def proxy(name):
+        def f(*args, **kwargs):
+            return call(name, args, kwargs)
+        f.__name__ = f.__qualname__ = name
+        return f
+
+    try:
+        code = compile(script, "<test>", "exec")
+    except (SyntaxError, ValueError) as e:     # the data's fault, not the program's
+        return {"status": "runtime_error", "error": f"bad test script: {_error_text(e)}"}
+    ns = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        _S["in_script"] = True
+        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+        for k, v in names.items():
+            if not k.startswith("__"):
+                ns[k] = proxy(k) if v is None else decode_value(v[0])
+        exec(code, ns)
+        if entry_point:
+            if names.get(entry_point, 0) is not None:
+                raise NameError(f"program defines no function {entry_point!r}")
+            ns["check"](ns[entry_point])
+        return {"status": "passed"}
+    except _Abort as e:
+        raise e.args[0] from None
+    except AssertionError as e:
+        return {"status": "wrong_answer", "error": _error_text(e)}
+    except MemoryError as e:
+        return {"status": "memory_limit", "error": _error_text(e)}
+    except BaseException as e:
+        return {"status": "runtime_error", "error": _error_text(e)}
+    finally:
+        _S["in_script"] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _unit_remote(code, msg, limits, deadline):
+    """call and assert tests: the program runs in a confined child that answers calls;
+    the server makes them (the call test's one, or every call its assert script makes)."""
+    run_dir = _new_run_dir()
+    (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
+    null = _S["null"]
+    _start_child("call", code, run_dir, limits, [null, null, null, req_r, resp_w])
+    for fd in (req_r, resp_w):
+        os.close(fd)
+    alive, pending, cap = True, bytearray(), limits["output_bytes"]
+    try:
+        status, names = _read_reply(resp_r, deadline, cap, pending)
+        if status != "ok" or type(names) is not dict:
+            return {"status": status, "error": names if status != "ok" else "malformed hello"}
+        if msg["kind"] == "call":
+            _write_request(req_w, msg["fn"], decode_value(msg["args"]), {})
+            status, payload = _read_reply(resp_r, deadline, cap, pending)
+            if status != "ok":
+                return {"status": status, "error": payload}
+            return {"status": "ok", "value": json.dumps(payload)}
+        return _run_script(msg["script"], msg["entry_point"], names, req_w, resp_r, pending,
+                           deadline, cap)
     except TimeoutError:
         return {"status": "timeout", "error": "test timed out"}
     except OverflowError:
         return {"status": "output_limit", "error": "reply too large"}
     except EOFError:
-        status, pid = _reap(pid), None
+        status, alive = _reap_child(), False
         if _died_of_cpu(status):
             return {"status": "timeout", "error": "CPU time limit"}
         return {"status": "runtime_error", "error": "program exited before its tests finished"}
     finally:
-        if pid is not None:
-            _reap(pid)
-        for fd in (null, req_w, resp_r):
+        if alive:
+            _reap_child()
+        for fd in (req_w, resp_r):
             os.close(fd)
         _rmtree(run_dir)
 
@@ -807,7 +914,11 @@ def _serve(site_dirs):
     # Warm imports of what contest code uses most, so a child never pays for them.
     import array, bisect, collections, copy, functools, heapq, itertools, operator, re  # noqa
     import string  # noqa
-    _send(_S["wfd"], {"hello": True, "warnings": warnings})
+    gc.freeze()       # the zygote's heap is then never walked by a child's collections
+    _start_zygote()
+    signal.signal(signal.SIGALRM, _script_alarm)     # the server's own: children keep the default
+    _S["mapped"] = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _send(_S["wfd"], {"base": _S["base"], "warnings": warnings})
     while True:
         msg = _recv(_S["rfd"])
         if msg is None:
@@ -819,9 +930,8 @@ def _serve(site_dirs):
             code = compile(msg["program"], "<solution>", "exec")
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             reply = {"status": "syntax_error", "error": _error_text(e)}
-            if msg["kind"] == "assert":
-                _recv(_S["rfd"])                     # the script that would have followed
         else:
+            _bound_memory(msg["limits"]["memory_mb"])
             unit = _unit_stdio if msg["kind"] == "stdio" else _unit_remote
             reply = unit(code, msg, msg["limits"], deadline)
         reply["time"] = time.monotonic() - t0
@@ -833,6 +943,7 @@ def _serve(site_dirs):
 @dataclass
 class _Server:
     proc: object                 # subprocess.Popen
+    base: str                    # its directory of work dirs
     unit: tuple = None           # (job index, test index) in flight
     deadline: float = 0.0
 
@@ -846,8 +957,12 @@ def _start_server():
     import subprocess
     # -S: no site hooks in the server (smaller, so cheaper forks); site-packages are
     # still put on sys.path by the server, for programs that import numpy and the like.
-    proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), "--serve",
-                             json.dumps(_site_dirs())],
+    # This module is imported (from its .pyc), not run: compiling it would leave ~1.4 MB
+    # more heap in the server, which every fork then copies.
+    here, name = os.path.split(os.path.splitext(os.path.abspath(__file__))[0])
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c",
+                             f"import sys; sys.path.insert(0, {here!r}); import {name}; "
+                             f"{name}.main(sys.argv[1:])", "--serve", json.dumps(_site_dirs())],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                             close_fds=True)
     hello = _recv(proc.stdout.fileno())
@@ -857,15 +972,21 @@ def _start_server():
         if w not in _WARNED:
             _WARNED.add(w)
             print(f"sandbox: {w}", file=sys.stderr)
-    return _Server(proc)
+    return _Server(proc, hello["base"])
 
 
-def _stop_server(srv):
+def _stop_server(srv, wait=0.0):
+    """EOF on its stdin lets a server clean up and exit; one that has not within `wait`
+    seconds is killed. Its base directory is removed from here either way (a killed
+    server cannot, and a root server's tmpfs hides it from the server itself)."""
+    import subprocess
     try:
+        srv.proc.stdin.close()
+        srv.proc.wait(wait)
+    except (OSError, subprocess.TimeoutExpired):
         srv.proc.kill()
-    except OSError:
-        pass
-    srv.proc.wait()
+        srv.proc.wait()
+    _rmtree(srv.base)
 
 
 def _site_dirs():
@@ -876,8 +997,10 @@ def _site_dirs():
 
 def shutdown():
     """Stop the warm servers (also done at exit)."""
+    for srv in _POOL:
+        srv.proc.stdin.close()            # all at once: they exit in parallel
     while _POOL:
-        _stop_server(_POOL.pop())
+        _stop_server(_POOL.pop(), wait=2.0)
 
 
 def default_workers():
@@ -901,19 +1024,18 @@ class _Job:
     stopped: bool = False
 
 
-def _unit_messages(job, ti, timeout, limits):
+def _unit_message(job, ti, timeout, limits):
     test = job.tests[ti]
-    head = {"kind": test["kind"], "program": job.program, "timeout": timeout,
-            "limits": asdict(limits)}
+    msg = {"kind": test["kind"], "program": job.program, "timeout": timeout, "limits": limits}
     if test["kind"] == "stdio":
-        head["input"] = test["input"]
+        msg["input"] = test["input"]
     elif test["kind"] == "call":
-        head["fn"], head["args"] = test["fn"], encode_value(list(test["args"]))
+        msg["fn"], msg["args"] = test["fn"], encode_value(list(test["args"]))
     elif test["kind"] == "assert":
-        return [head, {"script": test["script"], "entry_point": test.get("entry_point")}]
+        msg["script"], msg["entry_point"] = test["script"], test.get("entry_point")
     else:
         raise ValueError(f"unknown test kind {test['kind']!r}")
-    return [head]
+    return msg
 
 
 def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=False):
@@ -923,6 +1045,7 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
     (the rest are "not_run"); False runs every test, so pass_rate is exact (the
     soft-gate ablation needs that)."""
     limits = limits or Limits()
+    limits_d = asdict(limits)
     workers = workers or default_workers()
     state = [_Job(p, list(t), [None] * len(t)) for p, t in jobs]
     from collections import deque
@@ -968,8 +1091,7 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
                     record(ji, ti, "timeout", "program time limit", 0.0)
                     continue
                 try:
-                    for m in _unit_messages(job, ti, timeout, limits):
-                        _send(srv.proc.stdin.fileno(), m)
+                    _send(srv.proc.stdin.fileno(), _unit_message(job, ti, timeout, limits_d))
                 except (TypeError, ValueError, KeyError) as e:      # a malformed test record
                     record(ji, ti, "runtime_error", f"bad test record: {_error_text(e)}", 0.0)
                     continue

@@ -14,7 +14,9 @@ here, nothing is downloaded:
   y- applies one or two of the five degradations (factual error, irrelevant step,
   incomplete, logical gap, chaotic order); pairs opt_deg (y+ > y-), ori_deg (y > y-),
   opt_ori (y+ > y);
-- a byte-level BPE tokenizer trained on the toy corpus (tokenizer.json, AutoTokenizer);
+- a byte-level BPE tokenizer trained on the toy corpus with the Qwen2 pre-tokenizer, saved
+  as a Qwen2Tokenizer (tokenizer.json, AutoTokenizer), so that the policy's checkpoints,
+  which load their tokenizer by model type, tokenize exactly as the warm start did;
 - a tiny Qwen2 policy warm-started by a short supervised run on a deliberately imperfect
   corpus: half the completions are right, a quarter carry a factual error in the
   reasoning and the same wrong constant in the code, a quarter reason soundly but have a
@@ -28,8 +30,9 @@ here, nothing is downloaded:
 Everything lands under data/toy/ and a stage is rebuilt only when its output is missing
 or its recipe (the settings below) changed:
 
-    python toy.py                      # build whatever is missing
-    python toy.py --stage=warmstart    # one stage: problems, tokenizer, warmstart, lcbrb
+    python toy.py                      # build whatever is missing or stale
+    python toy.py --stage=warmstart    # only up to this stage: problems, tokenizer, warmstart, lcbrb
+    python toy.py --stage=lcbrb --force=True   # rebuild this stage (and what follows) anyway
 """
 
 import hashlib
@@ -384,7 +387,7 @@ def _uses(code, const, family):
 # ---------------------------------------------------------------- recipe and stages
 def recipe(stage):
     """The settings a stage's output depends on; a change rebuilds it (and what follows)."""
-    base = dict(seed=seed, n_train=n_train, n_pair_problems=n_pair_problems, version=3)
+    base = dict(seed=seed, n_train=n_train, n_pair_problems=n_pair_problems, version=4)
     more = {"tokenizer": dict(vocab_size=vocab_size),
             "warmstart": dict(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
                               warm_epochs=warm_epochs, warm_batch=warm_batch, warm_lr=warm_lr,
@@ -433,21 +436,32 @@ def build_problems():
 
 
 def build_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """A byte-level BPE trained on the toy corpus, with exactly the Qwen2 tokenizer's
+    normalizer and pre-tokenizer, saved as a Qwen2Tokenizer. The policy is a Qwen2 model,
+    and transformers 5 loads a qwen2 checkpoint's tokenizer as Qwen2Tokenizer, which
+    rebuilds that pipeline whatever tokenizer.json says: any other pipeline would tokenize
+    differently after the first checkpoint than during the warm start (it splits digits
+    one by one, for instance, which would leave the policy unable to read its constants)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
     from model import TINY_CHAT_TEMPLATE
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     specials = ["<|pad|>", "<|bos|>", "<|eos|>"]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus_texts(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>",
-                                   eos_token="<|eos|>", padding_side="left")
-    fast.chat_template = TINY_CHAT_TEMPLATE
-    fast.save_pretrained(os.path.join(data_dir, "tokenizer"))
-    print(f"toy: tokenizer with {len(fast)} tokens")
+    bpe = json.loads(tok.to_str())["model"]
+    qwen = Qwen2Tokenizer(vocab=bpe["vocab"], merges=[tuple(m) for m in bpe["merges"]],
+                          unk_token="<|eos|>", pad_token="<|pad|>", bos_token="<|bos|>",
+                          eos_token="<|eos|>", padding_side="left")
+    qwen.chat_template = TINY_CHAT_TEMPLATE
+    qwen.save_pretrained(os.path.join(data_dir, "tokenizer"))
+    print(f"toy: tokenizer with {len(qwen)} tokens")
 
 
 def corpus_texts():
@@ -592,16 +606,21 @@ TOY_RM = "out/toy_rm/best"  # where `python train_rm.py` (the toy defaults) puts
 
 
 def ensure_reward_model(path):
-    """Train the toy reward model with train_rm.py's defaults if `path` is where that
-    run puts it and it is not there yet (a separate, single process)."""
-    if os.path.normpath(path) != os.path.normpath(TOY_RM) or os.path.exists(path):
+    """Train the toy reward model with train_rm.py's defaults if `path` is where that run
+    puts it and the run has not finished (a separate, single process). A run that was
+    killed is resumed from its last checkpoint rather than used half-trained."""
+    run_dir = os.path.dirname(os.path.normpath(TOY_RM))
+    if os.path.normpath(path) != os.path.normpath(TOY_RM) or \
+            os.path.exists(os.path.join(run_dir, "FINISHED")):   # train_rm.FINISHED
         return
     here = os.path.dirname(os.path.abspath(__file__))
     env = {k: v for k, v in os.environ.items()    # not part of the caller's torchrun group
            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
                         "MASTER_ADDR", "MASTER_PORT") and not k.startswith("TORCHELASTIC")}
-    print(f"toy: training the toy reward model into {path} (python train_rm.py)", flush=True)
-    subprocess.run([sys.executable, os.path.join(here, "train_rm.py")], check=True, env=env)
+    resume = ["--init_from=resume"] if os.path.exists(os.path.join(run_dir, "last")) else []
+    print(f"toy: training the toy reward model into {path} (python train_rm.py {' '.join(resume)})",
+          flush=True)
+    subprocess.run([sys.executable, os.path.join(here, "train_rm.py"), *resume], check=True, env=env)
 
 
 def ensure_for(paths):
@@ -614,9 +633,10 @@ def ensure_for(paths):
 # ---------------------------------------------------------------- main
 if __name__ == "__main__":
     from configurator import configure
-    stage = ""  # build only this stage (and whatever it needs); "" = all
+    stage = ""  # build up to this stage; "" = all
+    force = False  # rebuild `stage` even if it is fresh
     threads = 0  # torch threads; 0 = torch's default
     configure(globals())
     if threads:
         torch.set_num_threads(threads)
-    ensure(stage or STAGES[-1], force=(stage,) if stage else ())
+    ensure(stage or STAGES[-1], force=(stage,) if force else ())

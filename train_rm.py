@@ -98,6 +98,8 @@ activation_checkpointing = False  # recompute activations in backward to fit lon
 compile = False
 log_file = "metrics.jsonl"  # one JSON line per step and per validation, in out_dir
 
+FINISHED = "FINISHED"  # written into out_dir when training ends (best/ is then final)
+
 # ---------------------------------------------------------------- loss and metrics
 
 
@@ -517,6 +519,9 @@ if __name__ == "__main__":
                          f"{lr:.2e} | gnorm {record['grad_norm']:.3f} | tok {record['tokens']}")
         bar.close()
         best = state["best"]
+        if is_main():  # tells a caller that best/ is final (see toy.ensure_reward_model)
+            with open(os.path.join(out_dir, FINISHED), "w") as f:
+                json.dump(best, f)
         print0(f"done: best validation accuracy {best['accuracy']:.4f} at step {best['step']} "
                f"-> {os.path.join(out_dir, 'best')}")
     if dist.is_initialized():

@@ -12,18 +12,25 @@
 #   bash runs/speedrun_cpu.sh --quick            # a smaller run (aimed at 5 min)
 #   bash runs/speedrun_cpu.sh --seeds "1 2 3"    # several seeds; the report gives mean and spread
 #   bash runs/speedrun_cpu.sh --smoke --out DIR  # a few steps of each stage (the test suite's; ~45 s)
+#   bash runs/speedrun_cpu.sh --jobs 8           # runs at a time in the parallel stages (default: cores)
+#
+# On 2 cores a step of these tiny models gains little from a second thread, so the stages
+# that hold independent runs (toy LCB-RB next to reward-model training, the two reward-model
+# evaluations, the RL runs of every mode and seed) run them side by side, one thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 preset=full
 seeds="1"
 out=""
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc alone obeys OMP_NUM_THREADS
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) preset=quick ;;
         --smoke) preset=smoke ;;
         --seeds) seeds="$2"; shift ;;
         --out) out="$2"; shift ;;
+        --jobs) cores="$2"; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -51,7 +58,7 @@ case "$preset" in
                  --eval_max_problems=8) ;;
 esac
 out="${out:-out/speedrun_$preset}"
-mkdir -p "$out"
+mkdir -p "$out/logs"
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
@@ -60,8 +67,9 @@ fi
 py=.venv/bin/python
 times="$out/times.jsonl"
 : > "$times"
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT   # a failed stage takes its siblings with it
 
-stage() {  # stage NAME COMMAND...: run it, log its wall time
+stage() {  # stage NAME COMMAND...: run it with every core, log its wall time
     local name=$1 t0=$SECONDS
     shift
     echo "== $name: $*"
@@ -69,25 +77,61 @@ stage() {  # stage NAME COMMAND...: run it, log its wall time
     echo "{\"stage\": \"$name\", \"seconds\": $((SECONDS - t0))}" >> "$times"
 }
 
-stage toy_world $py toy.py --data_dir="$data_dir" "${toy_args[@]}"
+job() {  # job NAME COMMAND...: one single-threaded run of a parallel stage, output in logs/NAME.log
+    local name=$1 t0=$SECONDS
+    shift
+    echo "   $name: $* (log: $out/logs/$name.log)"
+    if ! OMP_NUM_THREADS=1 "$@" > "$out/logs/$name.log" 2>&1; then
+        echo "$name failed; the end of $out/logs/$name.log:" >&2
+        tail -n 30 "$out/logs/$name.log" >&2
+        return 1
+    fi
+    echo "{\"stage\": \"$name\", \"seconds\": $((SECONDS - t0)), \"within\": \"$group\"}" >> "$times"
+}
+
+parallel() {  # parallel NAME: run the job lines queued in $queue, one per core, then log the wall time
+    local t0=$SECONDS running=0
+    group=$1
+    echo "== $group: ${#queue[@]} runs, $cores at a time"
+    for line in "${queue[@]}"; do
+        eval "job $line" &
+        running=$((running + 1))
+        if [ "$running" -ge "$cores" ]; then
+            wait -n
+            running=$((running - 1))
+        fi
+    done
+    while [ "$running" -gt 0 ]; do
+        wait -n
+        running=$((running - 1))
+    done
+    echo "{\"stage\": \"$group\", \"seconds\": $((SECONDS - t0))}" >> "$times"
+    queue=()
+}
+
+# 1-2. the toy world and the warm-started policy (one process, every core)
+stage toy_world $py toy.py --data_dir="$data_dir" --stage=warmstart --threads="$cores" "${toy_args[@]}"
+
+# 3. the toy LCB-RB (samples the policy) next to reward-model training, then both evaluations
 pairs="$data_dir/pairs.jsonl"
 held_out="$data_dir/pairs_eval.jsonl,$data_dir/lcbrb.jsonl"
-stage reward_model $py train_rm.py --init_from="$data_dir/policy" --pairs_file="$pairs" \
-    --out_dir="$out/rm" "${rm_args[@]}"
-rm_evals() {  # the untrained backbone (a fresh head) and the trained reward model
-    $py train_rm.py --eval_only=True --init_from="$data_dir/policy" --eval_files="$held_out" \
-        --out_dir="$out/rm_untrained"
-    $py train_rm.py --eval_only=True --init_from="$out/rm/best" --eval_files="$held_out" \
-        --out_dir="$out/rm_trained"
-}
-stage rm_eval rm_evals
+queue=("toy_lcbrb $py toy.py --data_dir=$data_dir ${toy_args[*]}"
+       "reward_model $py train_rm.py --init_from=$data_dir/policy --pairs_file=$pairs --out_dir=$out/rm ${rm_args[*]}")
+parallel rm_and_lcbrb
+queue=("rm_eval_untrained $py train_rm.py --eval_only=True --init_from=$data_dir/policy --eval_files=$held_out --out_dir=$out/rm_untrained"
+       "rm_eval_trained $py train_rm.py --eval_only=True --init_from=$out/rm/best --eval_files=$held_out --out_dir=$out/rm_trained")
+parallel rm_eval
+
+# 4-5. RL from the same policy in each reward mode (same seeds, same budget), evaluated on the way
 for seed in $seeds; do
     for mode in outcome posterior soft additive; do
-        stage "rl_${mode}_s$seed" $py train_grpo.py --reward_mode=$mode --seed=$seed \
-            --init_from="$data_dir/policy" --rm_from="$out/rm/best" \
-            --train_file="$data_dir/train.jsonl" --eval_file="$data_dir/eval.jsonl" \
-            --out_dir="$out/rl/$mode-s$seed" "${rl_args[@]}"
+        queue+=("rl_${mode}_s$seed $py train_grpo.py --reward_mode=$mode --seed=$seed \
+            --init_from=$data_dir/policy --rm_from=$out/rm/best --train_file=$data_dir/train.jsonl \
+            --eval_file=$data_dir/eval.jsonl --out_dir=$out/rl/$mode-s$seed ${rl_args[*]}")
     done
 done
+parallel rl
+
+# 6. the report
 stage report $py runs/report.py --out="$out"
 echo "report: $out/report.md"

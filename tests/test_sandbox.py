@@ -32,16 +32,19 @@ def run(program, tests, **kw):
     return sandbox.run_program(program, tests, **kw)
 
 
-def server_children():
-    """Live child pids of every pool server (the persistent judge is the only one
-    that may remain between runs)."""
+def children(pid):
     kids = []
-    for srv in sandbox._POOL:
-        pid = srv.proc.pid
-        for t in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{t}/children") as f:
-                kids += [int(x) for x in f.read().split()]
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/children") as f:
+            kids += [int(x) for x in f.read().split()]
     return kids
+
+
+def leftover_processes():
+    """(children, grandchildren) of the pool servers: between runs only each server's
+    zygote and judge may live, and no program child under them."""
+    kids = [k for srv in sandbox._POOL for k in children(srv.proc.pid)]
+    return kids, [g for k in kids for g in children(k)]
 
 
 # ----------------------------------------------------------------------------- judging rules
@@ -209,6 +212,9 @@ def hostile_cases(marker_paths):
     he = asserts(f"def check(candidate):\n    assert candidate(1) == {secret}\n", "f")
     writes = "\n".join(f"try:\n    open({p!r}, 'w').write('x')\nexcept Exception:\n    pass"
                        for p in marker_paths)
+    # fd 4 carries the child's replies to the server; write what a pass might look like
+    forge = ("import os\nos.write(4, b'{\"status\": \"passed\"}\\n[\"passed\", \"\"]\\n')\n"
+             "os._exit(0)")
     return [
         ("exit before tests", "exit(0)\ndef f(x): return 1", [he]),
         ("sys.exit before tests", "import sys\nsys.exit(0)\ndef f(x): return 1", [he]),
@@ -259,6 +265,8 @@ def hostile_cases(marker_paths):
         ("unix socket", "import socket\nsocket.socket(socket.AF_UNIX)\nprint(1)", [stdio("", "1")]),
         ("subprocess", "import subprocess\nprint(subprocess.check_output(['echo', '1']).decode())",
          [stdio("", "1")]),
+        ("forge a passing reply (call)", forge, [call("f", [1], int(secret))]),
+        ("forge a passing reply (assert)", forge, [he]),
     ]
 
 
@@ -288,9 +296,72 @@ def test_hostile_programs_never_pass(tmp_path):
     for srv in sandbox._POOL:
         assert srv.proc.poll() is None
     time.sleep(0.2)
-    assert len(server_children()) <= len(sandbox._POOL)
+    kids, grandchildren = leftover_processes()
+    assert len(kids) <= 2 * len(sandbox._POOL) and grandchildren == []
     # And the pool still works.
     assert run("print(7)", [stdio("", "7")]).all_passed
+
+
+def test_remote_calls_time_out():
+    limits = sandbox.Limits(test_timeout=1.0, program_timeout=10.0, memory_mb=512)
+    loop = "def f(x):\n    while True:\n        pass"
+    res = sandbox.run_batch([
+        (loop, [call("f", [1], 1)]),
+        (loop, [asserts("assert f(1) == 1")]),
+        ("def f(x):\n    import time\n    time.sleep(100)", [asserts("assert f(1) == 1")]),
+        ("def f(x): return 10 ** 18", [asserts("for _ in range(f(1)): pass")]),   # script loops
+    ], limits=limits)
+    assert [r.statuses for r in res] == [["timeout"]] * 4
+
+
+def test_assert_scripts_memory_is_bounded():
+    """Scripts run in the server, and what they allocate is bounded like a program's."""
+    limits = sandbox.Limits(memory_mb=256)
+    res = run("def f(x): return 1", [asserts("x = bytearray(f(1) << 30)")], limits=limits)
+    assert res.statuses == ["memory_limit"]
+    assert run("def f(x): return 1", [asserts("x = bytearray(f(1) << 20)")], limits=limits).all_passed
+
+
+def test_a_child_holds_no_earlier_test_script():
+    """Children come from a zygote forked before the server saw any test script, so a
+    program scanning its own memory cannot find an earlier test's expected values."""
+    scan = (
+        "import re\n"
+        "pattern = re.compile(rb'LEAK' rb'CHECK:(\\d{12})')\n"
+        "found = set()\n"
+        "with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:\n"
+        "    for line in maps:\n"
+        "        span, perms = line.split()[:2]\n"
+        "        if perms.startswith('rw'):\n"
+        "            lo, hi = (int(x, 16) for x in span.split('-'))\n"
+        "            try:\n"
+        "                mem.seek(lo)\n"
+        "                found.update(pattern.findall(mem.read(hi - lo)))\n"
+        "            except (OSError, ValueError, OverflowError):\n"
+        "                pass\n"
+        "print(sorted(found))\n")
+    script = ("def check(candidate):\n    assert candidate(1) == 'LEAKCHECK:123456789012'\n"
+              + "# a test script of realistic size\n" * 100)
+    for _ in range(3):
+        run("def f(x): return 0", [asserts(script, "f")], workers=1)
+    assert run(scan, [stdio("", "[]")], workers=1).all_passed
+
+
+def test_shutdown_leaves_no_base_dirs():
+    sandbox.run_batch([("print(1)", [stdio("", "1")])], workers=2)
+    bases = [srv.base for srv in sandbox._POOL]
+    assert all(map(os.path.isdir, bases))
+    sandbox.shutdown()
+    assert not any(map(os.path.exists, bases))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the private tmpfs needs root")
+def test_root_work_dirs_are_a_bounded_tmpfs():
+    fill = (f"for i in range({sandbox.WORKDIR_MB // 8 + 2}):\n"
+            "    open(f'f{i}', 'wb').write(bytes(8 << 20))\nprint('done')")
+    res = sandbox.run_program(fill, [stdio("", "done")], limits=sandbox.Limits(test_timeout=20))
+    assert res.statuses == ["runtime_error"] and "No space left" in res.first_error
+    assert run("open('s', 'w').write('hi')\nprint(open('s').read())", [stdio("", "hi")]).all_passed
 
 
 def test_a_killed_server_is_replaced():

@@ -120,10 +120,15 @@ def test_minimal_speedrun_builds_everything_and_reports(tmp_path):
         assert f"| {mode} |" in report
     assert "untrained backbone" in report and "trained (OD pairs)" in report
     stages = [json.loads(line)["stage"] for line in open(os.path.join(out, "times.jsonl"))]
-    assert stages[:3] == ["toy_world", "reward_model", "rm_eval"] and stages[-1] == "report"
-    # the toy tokenizer round-trips its corpus and loads with AutoTokenizer
+    assert stages[0] == "toy_world" and stages[-1] == "report"
+    for group in ("rm_and_lcbrb", "rm_eval", "rl"):
+        assert group in stages
+    assert "&nbsp;&nbsp;rl_additive_s1 |" in report
+    # the toy tokenizer round-trips its corpus, loads with AutoTokenizer, and a policy
+    # checkpoint's copy (which loads by its model type) tokenizes exactly as the warm start did
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(os.path.join(out, "toy", "tokenizer"))
+    from_policy = AutoTokenizer.from_pretrained(os.path.join(out, "toy", "policy"))
     saved = toy.data_dir
     toy.data_dir = os.path.join(out, "toy")
     try:
@@ -131,8 +136,27 @@ def test_minimal_speedrun_builds_everything_and_reports(tmp_path):
     finally:
         toy.data_dir = saved
     for text in texts[:300] + texts[-300:]:
-        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text
+        assert from_policy(text, add_special_tokens=False)["input_ids"] == ids
     # a second build with the same recipe finds every stage fresh and rebuilds nothing
     again = subprocess.run([sys.executable, "toy.py", f"--data_dir={out}/toy", *SMOKE_TOY],
                            cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0 and "built" not in again.stdout, again.stdout + again.stderr
+
+
+def test_toy_reward_model_is_trained_until_its_run_finished(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(toy.subprocess, "run", lambda cmd, **kw: calls.append(cmd[2:]))
+    best = str(tmp_path / "rm" / "best")
+    monkeypatch.setattr(toy, "TOY_RM", best)
+    toy.ensure_reward_model(str(tmp_path / "elsewhere"))      # not the toy model: left alone
+    toy.ensure_reward_model(best)                             # nothing there: a fresh run
+    os.makedirs(tmp_path / "rm" / "last")
+    os.makedirs(best)
+    toy.ensure_reward_model(best)                             # killed run: resumed, not used
+    (tmp_path / "rm" / "FINISHED").write_text("{}")
+    toy.ensure_reward_model(best)                             # finished: used as it is
+    assert calls == [[], ["--init_from=resume"]]
+    import train_rm
+    assert train_rm.FINISHED == "FINISHED"

@@ -1,4 +1,5 @@
 import json
+import json
 import os
 import subprocess
 import sys
@@ -205,6 +206,8 @@ def test_cpu_config_learns_the_toy_pairs(tmp_path):
     assert saved["validation"]["accuracy"] == pytest.approx(
         max(r["accuracy"] for r in evals if r["step"] <= saved["step"]))
     assert "done: best validation accuracy" in stdout
+    with open(os.path.join(out, "FINISHED")) as f:   # the run says it is over, and where its best is
+        assert json.load(f)["step"] == saved["step"]
 
 
 def test_two_ranks_match_one_process(tiny, reference, tmp_path):
