@@ -7,9 +7,9 @@
 #      additive (same seeds, same budget), each evaluated greedily on held-out problems,
 #   5. write report.md (tables, and a plot when matplotlib is installed).
 #
-#   bash runs/speedrun_cpu.sh                    # the full run, one seed (aimed at 20 min on 2 cores;
-#                                                #   not yet timed end to end)
-#   bash runs/speedrun_cpu.sh --quick            # a smaller run (aimed at 5 min)
+#   bash runs/speedrun_cpu.sh                    # the full run, one seed (~17 min on 2 cores, from
+#                                                #   the stage times of a 3-seed run: 36 min)
+#   bash runs/speedrun_cpu.sh --quick            # a smaller run (4.4 min on 2 cores from scratch)
 #   bash runs/speedrun_cpu.sh --seeds "1 2 3"    # several seeds; the report gives mean and spread
 #   bash runs/speedrun_cpu.sh --smoke --out DIR  # a few steps of each stage (the test suite's; ~45 s)
 #   bash runs/speedrun_cpu.sh --jobs 8           # runs at a time in the parallel stages (default: cores)
@@ -42,10 +42,10 @@ case "$preset" in
         data_dir=data/toy; toy_args=()
         rm_args=()
         rl_args=(--max_steps=60 --eval_interval=20) ;;
-    quick)
-        data_dir=data/toy; toy_args=()
-        rm_args=(--epochs=1)
-        rl_args=(--max_steps=12 --eval_interval=6 --prompts_per_step=6) ;;
+    quick)  # a shorter warm start (a weaker policy) in a world of its own, a shorter everything
+        data_dir=data/toy_quick; toy_args=(--warm_epochs=3 --lcbrb_problems=60)
+        rm_args=(--epochs=1 --max_steps=40)
+        rl_args=(--max_steps=8 --eval_interval=4 --prompts_per_step=6 --eval_max_problems=96) ;;
     smoke)
         data_dir="${out:-out/speedrun_smoke}/toy"
         toy_args=(--n_train=120 --n_pair_problems=40 --vocab_size=400 --n_layer=1 --n_embd=32
