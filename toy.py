@@ -442,7 +442,7 @@ def build_tokenizer():
     rebuilds that pipeline whatever tokenizer.json says: any other pipeline would tokenize
     differently after the first checkpoint than during the warm start (it splits digits
     one by one, for instance, which would leave the policy unable to read its constants)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
     from model import TINY_CHAT_TEMPLATE

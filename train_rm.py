@@ -367,6 +367,8 @@ if __name__ == "__main__":
     hf_logging.disable_progress_bar()  # a bar per checkpoint save would break the step lines
     if is_main():
         os.makedirs(out_dir, exist_ok=True)
+        if not eval_only and os.path.exists(os.path.join(out_dir, FINISHED)):
+            os.remove(os.path.join(out_dir, FINISHED))   # this run is not finished yet
     # every rank decides before any could create it; saving is collective, so all build it
     build_tiny = tiny_init and init_from != "resume" and not os.path.exists(init_from)
     barrier()

@@ -290,6 +290,9 @@ def test_killed_run_resumes_to_the_same_end(tiny, tmp_path):
     whole = str(tmp_path / "whole")
     run_train(args + [f"--out_dir={whole}"])
     cut = str(tmp_path / "cut")
+    os.makedirs(cut)
+    with open(os.path.join(cut, "FINISHED"), "w") as f:     # an earlier run's, in the same out_dir
+        f.write("{}")
     proc = subprocess.Popen([sys.executable, "train_rm.py", *args, f"--out_dir={cut}"], cwd=REPO,
                             env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -304,6 +307,7 @@ def test_killed_run_resumes_to_the_same_end(tiny, tmp_path):
     proc.kill()
     assert proc.wait() == -9                                 # killed, not finished
     assert max(r["step"] for r in read_metrics(cut)) < max(r["step"] for r in read_metrics(whole))
+    assert not os.path.exists(os.path.join(cut, "FINISHED"))  # a killed run is not finished
     stdout = run_train(args + ["--init_from=resume", f"--out_dir={cut}"])
     assert "at step 4" in stdout
     assert_same_trajectory(read_metrics(cut), read_metrics(whole), rel=1e-6)
