@@ -44,8 +44,8 @@ case "$preset" in
         rl_args=(--max_steps=60 --eval_interval=20) ;;
     quick)  # a shorter warm start (a weaker policy) in a world of its own, a shorter everything
         data_dir=data/toy_quick; toy_args=(--warm_epochs=3 --lcbrb_problems=60)
-        rm_args=(--epochs=1 --max_steps=40)
-        rl_args=(--max_steps=8 --eval_interval=4 --prompts_per_step=6 --eval_max_problems=96) ;;
+        rm_args=(--epochs=1 --max_steps=30)
+        rl_args=(--max_steps=6 --eval_interval=3 --prompts_per_step=6 --eval_max_problems=64) ;;
     smoke)
         data_dir="${out:-out/speedrun_smoke}/toy"
         toy_args=(--n_train=120 --n_pair_problems=40 --vocab_size=400 --n_layer=1 --n_embd=32
