@@ -9,7 +9,7 @@
 #
 #   bash runs/speedrun_cpu.sh                    # the full run, one seed (~17 min on 2 cores, from
 #                                                #   the stage times of a 3-seed run: 36 min)
-#   bash runs/speedrun_cpu.sh --quick            # a smaller run (4.4 min on 2 cores from scratch)
+#   bash runs/speedrun_cpu.sh --quick            # a smaller run (4 min 51 s on 2 cores, fresh clone)
 #   bash runs/speedrun_cpu.sh --seeds "1 2 3"    # several seeds; the report gives mean and spread
 #   bash runs/speedrun_cpu.sh --smoke --out DIR  # a few steps of each stage (the test suite's; ~45 s)
 #   bash runs/speedrun_cpu.sh --jobs 8           # runs at a time in the parallel stages (default: cores)
