@@ -7,8 +7,8 @@
 #      additive (same seeds, same budget), each evaluated greedily on held-out problems,
 #   5. write report.md (tables, and a plot when matplotlib is installed).
 #
-#   bash runs/speedrun_cpu.sh                    # the full run, one seed (~17 min on 2 cores, from
-#                                                #   the stage times of a 3-seed run: 36 min)
+#   bash runs/speedrun_cpu.sh                    # the full run, one seed (17 min 46 s on 2 cores,
+#                                                #   fresh clone; 3 seeds: 36 min)
 #   bash runs/speedrun_cpu.sh --quick            # a smaller run (4 min 51 s on 2 cores, fresh clone)
 #   bash runs/speedrun_cpu.sh --seeds "1 2 3"    # several seeds; the report gives mean and spread
 #   bash runs/speedrun_cpu.sh --smoke --out DIR  # a few steps of each stage (the test suite's; ~45 s)
