@@ -78,7 +78,7 @@ class LoadError(ValueError):
         super().__init__(f"{path}, {where}{name}: {reason}")
 
 
-class _Bad(Exception):
+class BadRecord(Exception):
     """Raised by converters; `key` groups skips by reason for the summary."""
 
     def __init__(self, field_name, reason, key=None):
@@ -120,13 +120,13 @@ def _parse_line(line):
     try:
         return json.loads(line)
     except json.JSONDecodeError as e:
-        return _Bad(None, f"malformed JSON: {e.msg}", "malformed JSON")
+        return BadRecord(None, f"malformed JSON: {e.msg}", "malformed JSON")
 
 
-def _read_rows(path):
+def read_rows(path):
     """Yield (where, index, record) from a JSONL, JSON-array or parquet file
     (.gz allowed for the text ones). A line that is not a JSON object yields a
-    _Bad in place of the record, so the caller decides whether to raise or skip."""
+    BadRecord in place of the record, so the caller decides whether to raise or skip."""
     if path.endswith(".parquet"):
         yield from _read_parquet(path)
         return
@@ -147,25 +147,25 @@ def _read_rows(path):
             located = ((f"line {n}", _parse_line(line))
                        for n, line in enumerate(f, start=1) if line.strip())
         for index, (where, rec) in enumerate(located):
-            if not isinstance(rec, (dict, _Bad)):
-                rec = _Bad(None, "record is not a JSON object", "not a JSON object")
+            if not isinstance(rec, (dict, BadRecord)):
+                rec = BadRecord(None, "record is not a JSON object", "not a JSON object")
             yield where, index, rec
 
 
 def _load(rows, path, pick, strict, limit, stats, what):
     """Shared loop of every loader. `pick(first_record, path)` returns (format
     name, converter); a converter maps (record, default id) to a record or raises
-    _Bad. Default ids are "<file stem>/<record index>"."""
+    BadRecord. Default ids are "<file stem>/<record index>"."""
     out, skipped, examples, fmt, convert = [], Counter(), {}, None, None
     stem = os.path.basename(path).split(".")[0]
     for where, index, rec in rows:
         try:
-            if isinstance(rec, _Bad):
+            if isinstance(rec, BadRecord):
                 raise rec
             if convert is None:
                 fmt, convert = pick(rec, path)
             out.append(convert(rec, f"{stem}/{index}"))
-        except _Bad as bad:
+        except BadRecord as bad:
             if strict:
                 raise LoadError(path, where, bad.field, bad.reason) from None
             skipped[bad.key] += 1
@@ -186,10 +186,10 @@ def _load(rows, path, pick, strict, limit, stats, what):
 
 def _need(rec, name, kind=str):
     if name not in rec or rec[name] is None:
-        raise _Bad(name, "missing", f"missing field '{name}'")
+        raise BadRecord(name, "missing", f"missing field '{name}'")
     if not isinstance(rec[name], kind):
         wanted = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise _Bad(name, f"expected {wanted}, got {type(rec[name]).__name__}")
+        raise BadRecord(name, f"expected {wanted}, got {type(rec[name]).__name__}")
     return rec[name]
 
 
@@ -205,18 +205,18 @@ def _json_value(rec, name, default=None):
     if value is None:
         if default is not None:
             return default
-        raise _Bad(name, "missing", f"missing field '{name}'")
+        raise BadRecord(name, "missing", f"missing field '{name}'")
     if isinstance(value, str):
         try:
             return json.loads(value)
         except json.JSONDecodeError as e:
-            raise _Bad(name, f"not valid JSON: {e.msg}") from None
+            raise BadRecord(name, f"not valid JSON: {e.msg}") from None
     return value
 
 
 def _make_problem(**fields):
     if not fields["tests"]:
-        raise _Bad("tests", "problem has no tests", "no tests")
+        raise BadRecord("tests", "problem has no tests", "no tests")
     return Problem(**fields)
 
 
@@ -235,7 +235,7 @@ def _stdio(inp, out, where):
     inp, out = ("\n".join(x) if isinstance(x, list) and all(isinstance(s, str) for s in x) else x
                 for x in (inp, out))
     if not isinstance(inp, str) or not isinstance(out, str):
-        raise _Bad(where, "stdin/stdout test whose input or output is not text")
+        raise BadRecord(where, "stdin/stdout test whose input or output is not text")
     return {"kind": "stdio", "input": inp, "output": out}
 
 # ---------------------------------------------------------------- test shapes
@@ -245,25 +245,25 @@ def _lcb_style_tests(items, fn, where):
     """LiveCodeBench shape (also DeepCoder lcbv5/codeforces): {"input","output",
     "testtype"?}; functional inputs hold one JSON argument per line."""
     if not isinstance(items, list):
-        raise _Bad(where, "expected a list of tests")
+        raise BadRecord(where, "expected a list of tests")
     tests = []
     for t in items:
         if not isinstance(t, dict) or "input" not in t or "output" not in t:
-            raise _Bad(where, "test without input/output")
+            raise BadRecord(where, "test without input/output")
         kind = t.get("testtype", "stdin")
         if kind == "stdin":
             tests.append(_stdio(t["input"], t["output"], where))
         elif kind == "functional":
             if not fn:
-                raise _Bad(where, "functional test, but no func_name and no class Solution stub")
+                raise BadRecord(where, "functional test, but no func_name and no class Solution stub")
             try:
                 args = [json.loads(line) for line in t["input"].split("\n") if line.strip()]
                 expected = json.loads(t["output"])
             except (json.JSONDecodeError, AttributeError, TypeError) as e:
-                raise _Bad(where, f"functional test is not JSON per line: {e}") from None
+                raise BadRecord(where, f"functional test is not JSON per line: {e}") from None
             tests.append({"kind": "call", "fn": fn, "args": args, "expected": expected})
         else:
-            raise _Bad(where, f"unknown testtype {kind!r}")
+            raise BadRecord(where, f"unknown testtype {kind!r}")
     return tests
 
 
@@ -275,10 +275,10 @@ def _primeintellect_tests(items, fn):
         elif t.get("type") == "function_call":
             name, args, out = t.get("fn_name") or fn, t.get("input"), t.get("output")
             if not name or not isinstance(args, list) or not isinstance(out, list) or not out:
-                raise _Bad("tests", "function_call test needs fn_name, an input list and an output list")
+                raise BadRecord("tests", "function_call test needs fn_name, an input list and an output list")
             tests.append({"kind": "call", "fn": name, "args": args, "expected": out[0]})
         else:
-            raise _Bad("tests", f"unknown test type {t.get('type')!r}")
+            raise BadRecord("tests", f"unknown test type {t.get('type')!r}")
     return tests
 
 
@@ -290,14 +290,14 @@ def _taco_tests(spec):
     list return value would be unwrapped wrongly, and we accept that."""
     inputs, outputs = spec.get("inputs"), spec.get("outputs")
     if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
-        raise _Bad("tests", "taco tests need equal-length 'inputs' and 'outputs' lists")
+        raise BadRecord("tests", "taco tests need equal-length 'inputs' and 'outputs' lists")
     name = spec.get("fn_name") or ""
     if not name:
         return [_stdio(i, o, "tests") for i, o in zip(inputs, outputs)]
     tests = []
     for args, out in zip(inputs, outputs):
         if not isinstance(args, list):
-            raise _Bad("tests", "call-based taco input is not a list of arguments")
+            raise BadRecord("tests", "call-based taco input is not a list of arguments")
         expected = out[0] if isinstance(out, list) and len(out) == 1 else out
         tests.append({"kind": "call", "fn": name, "args": args, "expected": expected})
     return tests
@@ -312,7 +312,7 @@ def _from_deepcoder(rec, default_id):
     starter = _opt_str(rec, "starter_code")
     meta = _json_value(rec, "metadata", default={})
     if not isinstance(meta, dict):
-        raise _Bad("metadata", "expected a JSON object")
+        raise BadRecord("metadata", "expected a JSON object")
     raw = _json_value(rec, "tests")
     fn = meta.get("func_name") or _solution_method(starter)
     if isinstance(raw, dict):
@@ -341,7 +341,7 @@ def _lcb_private(value):
     if isinstance(value, list):
         return value
     if not isinstance(value, str):
-        raise _Bad("private_test_cases", "missing", "missing field 'private_test_cases'")
+        raise BadRecord("private_test_cases", "missing", "missing field 'private_test_cases'")
     try:
         return json.loads(value)
     except json.JSONDecodeError:
@@ -350,7 +350,7 @@ def _lcb_private(value):
         payload = _NoGlobals(io.BytesIO(zlib.decompress(base64.b64decode(value)))).load()
         return json.loads(payload) if isinstance(payload, str) else payload
     except Exception as e:  # binascii, zlib, pickle and json all raise their own kinds
-        raise _Bad("private_test_cases", f"cannot decode: {e}") from None
+        raise BadRecord("private_test_cases", f"cannot decode: {e}") from None
 
 
 def _from_lcb(rec, default_id):
@@ -400,7 +400,7 @@ def _called_function(asserts, solution):
 def _mbpp_problem(rec, default_id, text, prelude, source):
     asserts = _need(rec, "test_list", list)
     if not all(isinstance(a, str) for a in asserts):
-        raise _Bad("test_list", "expected a list of assert strings")
+        raise BadRecord("test_list", "expected a list of assert strings")
     code = _opt_str(rec, "code").replace("\r\n", "\n")
     prelude = prelude.replace("\r\n", "\n").strip()
     tests = [{"kind": "assert", "script": f"{prelude}\n{a}" if prelude else a, "entry_point": None}
@@ -420,7 +420,7 @@ def _from_mbpp(rec, default_id):
 def _from_mbpp_sanitized(rec, default_id):
     imports = rec.get("test_imports") or []
     if not isinstance(imports, list):
-        raise _Bad("test_imports", "expected a list of import lines")
+        raise BadRecord("test_imports", "expected a list of import lines")
     return _mbpp_problem(rec, default_id, _need(rec, "prompt"), "\n".join(imports), "mbpp_sanitized")
 
 
@@ -447,7 +447,7 @@ def _from_problems(rec, default_id):
     tests = _need(rec, "tests", list)
     for t in tests:
         if not isinstance(t, dict) or not _TEST_KEYS.get(t.get("kind"), {None}) <= t.keys():
-            raise _Bad("tests", f"not a sandbox test record: {str(t)[:80]}")
+            raise BadRecord("tests", f"not a sandbox test record: {str(t)[:80]}")
     return _make_problem(
         id=str(_need(rec, "id", (str, int))), statement=_need(rec, "statement"), tests=tests,
         **{k: _opt_str(rec, k) for k in
@@ -484,7 +484,7 @@ def load_problems(path, fmt="auto", strict=False, limit=None, stats=None):
         pick = lambda rec, p: (fmt, PROBLEM_FORMATS[fmt][0])  # noqa: E731
     else:
         raise ValueError(f"unknown fmt {fmt!r}; one of auto, {', '.join(PROBLEM_FORMATS)}")
-    return _load(_read_rows(path), path, pick, strict, limit, stats, "problems")
+    return _load(read_rows(path), path, pick, strict, limit, stats, "problems")
 
 
 def load_problems_jsonl(path, strict=False, limit=None, stats=None):
@@ -522,7 +522,7 @@ def _from_pair(rec, default_id):
 def load_pairs(path, strict=False, limit=None, stats=None):
     """Pairs from our JSONL (save_pairs) or a JSON array / JSONL of foreign pairs;
     see _from_pair for the accepted fields. Bad records: as in load_problems."""
-    return _load(_read_rows(path), path, lambda r, p: ("pairs", _from_pair), strict, limit,
+    return _load(read_rows(path), path, lambda r, p: ("pairs", _from_pair), strict, limit,
                  stats, "pairs")
 
 # ---------------------------------------------------------------- prompts

@@ -62,7 +62,7 @@ from transformers.utils import logging as hf_logging
 
 import toy
 from configurator import configure
-from data import LoadError, load_pairs, reward_model_text
+from data import BadRecord, LoadError, load_pairs, read_rows, reward_model_text
 from model import (append_metrics, barrier, default_dtype, init_distributed, is_main,
                    load_reward_model, load_tokenizer, load_training_state, make_tiny_checkpoint,
                    print0, reward_scores, save_checkpoint, trim_metrics, wrap_fsdp)
@@ -176,24 +176,17 @@ def load_grades(path):
     (optional, the split key), "meta": object (optional)}. Any bad line is an error naming
     the file, line and field: a grade file has no records to skip."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LoadError(path, f"line {n}", None, f"malformed JSON: {e.msg}") from None
-            if not isinstance(rec, dict):
-                raise LoadError(path, f"line {n}", None, "record is not a JSON object")
-            for key in ("prompt", "reasoning"):
-                if not isinstance(rec.get(key), str) or not rec[key].strip():
-                    raise LoadError(path, f"line {n}", key, "expected non-empty text")
-            grade = rec.get("grade")
-            if isinstance(grade, bool) or not isinstance(grade, (int, float)) or not 0 <= grade <= 1:
-                raise LoadError(path, f"line {n}", "grade", f"expected a number in [0, 1], got {grade!r}")
-            records.append(Graded(rec["prompt"], rec["reasoning"], float(grade),
-                                  str(rec.get("problem_id") or ""), rec.get("meta") or {}))
+    for where, _, rec in read_rows(path):
+        if isinstance(rec, BadRecord):
+            raise LoadError(path, where, None, rec.reason)
+        for key in ("prompt", "reasoning"):
+            if not isinstance(rec.get(key), str) or not rec[key].strip():
+                raise LoadError(path, where, key, "expected non-empty text")
+        grade = rec.get("grade")
+        if isinstance(grade, bool) or not isinstance(grade, (int, float)) or not 0 <= grade <= 1:
+            raise LoadError(path, where, "grade", f"expected a number in [0, 1], got {grade!r}")
+        records.append(Graded(rec["prompt"], rec["reasoning"], float(grade),
+                              str(rec.get("problem_id") or ""), rec.get("meta") or {}))
     return records
 
 
