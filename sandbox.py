@@ -37,6 +37,8 @@ How it works, and why:
   The server does the per-test work and never forks (when it did, the copies after
   each fork were half the cost of a HumanEval test), and no child inherits an
   earlier test's script from freed memory.
+- While a test runs, its server, zygote and child are pinned to the CPU the
+  server is on: they hand control back and forth a dozen times a test (see _pin).
 - Judging happens where the untrusted code cannot reach: expected outputs and
   expected return values never leave the calling process. The child sends back
   only what it produced (stdout bytes, or a return value as tagged JSON of plain
@@ -51,12 +53,12 @@ How it works, and why:
   stdio/call, the caller saw matching output), never just a zero exit status.
 - Limits per child: wall time (SIGKILL to the whole process group), CPU time,
   address space, file size, open files, stdout/stderr bytes (read as they come,
-  never blocking on a full pipe), a fresh working directory removed afterwards.
+  never blocking on a full pipe), a working directory emptied after every test.
   On Linux x86-64 and arm64 a seccomp filter denies creating processes,
   signalling other processes, ptrace, sockets, namespaces and io_uring; where
   the kernel has Landlock, the child can write only beneath its working
   directory. Run as root, the server also moves into an empty network namespace,
-  keeps its work dirs on a private tmpfs of WORKDIR_MB (so scratch space is
+  keeps its work dir on a private tmpfs of WORKDIR_MB (so scratch space is
   bounded), and the child drops to an unprivileged uid of its own. What cannot be
   applied is said once, and the rest still is.
 
@@ -66,33 +68,35 @@ the user; it can read whatever that user can read. For hostile humans use a VM
 or gVisor/nsjail-style isolation around the whole trainer. See the README.
 """
 
-# The server imports this module too, and every page it holds makes each fork
-# dearer: only what the servers and children need is imported at the top; the
-# caller-side pieces (subprocess, threading, tqdm) are imported where used.
+# The server imports this module too, and forks its zygote from what it then holds:
+# every page and mapping there makes each fork and each exit of a child dearer. So only
+# what servers and children need is imported at the top (no dataclasses, which pulls in
+# inspect; _socket rather than socket; no traceback), and the caller-side pieces
+# (subprocess, tqdm) are imported where they are used.
 import _thread
+import array
 import builtins
 import ctypes
 import errno
 import fcntl
 import gc
 import json
+import _socket
 import marshal
 import math
 import os
 import resource
 import select
 import signal
-import socket
 import struct
 import sys
 import time
-import traceback
 import types
 import typing
-from dataclasses import dataclass, field, asdict
+from typing import NamedTuple
 
-@dataclass
-class Limits:
+
+class Limits(NamedTuple):
     test_timeout: float = 6.0        # wall seconds per test
     program_timeout: float = 60.0    # wall seconds for all tests of one program
     memory_mb: int = 2048            # address space of the child
@@ -102,21 +106,19 @@ class Limits:
     max_open_files: int = 64
 
 
-@dataclass
-class TestResult:
+class TestResult(NamedTuple):
     status: str
     time: float = 0.0
     error: str = ""
 
 
-@dataclass
-class ProgramResult:
+class ProgramResult(NamedTuple):
     all_passed: bool
     pass_rate: float
     statuses: list
     first_error: str
     wall_time: float
-    tests: list = field(default_factory=list)   # TestResult per test
+    tests: list                     # TestResult per test
 
 
 # ----------------------------------------------------------------------------- plain data over the wire
@@ -331,7 +333,7 @@ def _landlock_ruleset(abi, writable_dir):
 # trainer.
 
 _S = {}   # server state: uid, base dir, seccomp filter, landlock abi, protocol fds, zygote
-WORKDIR_MB = 256   # run as root, a server's work dirs share a tmpfs of this size
+WORKDIR_MB = 256   # run as root, a server's work dir is a tmpfs of this size
 
 
 def _server_setup(site_dirs):
@@ -363,36 +365,44 @@ def _server_setup(site_dirs):
     _S["landlock"] = _landlock_abi()
     if not _S["landlock"]:
         warnings.append("kernel has no Landlock: children can write wherever their uid can")
+    # The work dir: the cwd of every child of this server, one at a time, emptied after
+    # each (see _clear_work_dir).
     _S["base"] = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sandbox-{os.getpid()}")
     _rmtree(_S["base"])                              # a dead server's, if the pid came round
-    os.mkdir(_S["base"], 0o711)
+    os.mkdir(_S["base"], 0o700)
     if root and not _private_tmpfs(_S["base"]):
-        warnings.append("could not mount a private tmpfs for the work dirs: they use "
-                        f"{os.path.dirname(_S['base'])}, with no bound on their size")
-    _S["runs"] = 0
+        warnings.append("could not mount a private tmpfs for the work dir: it is in "
+                        f"{os.path.dirname(_S['base'])}, with no bound on its size")
+    if _S["uid"] is not None:
+        os.chown(_S["base"], _S["uid"], _S["uid"])
     _S["prctl"], _S["syscall"] = _libc.prctl, _libc.syscall   # looked up once, not per child
+    _S["getcpu"], _S["cpus"] = _libc.sched_getcpu, os.sched_getaffinity(0)
+    # The zygote forks with libc's fork, called directly (holding the GIL): os.fork's
+    # before/after hooks re-create locks and thread state that a one-thread process
+    # holding no lock does not need, and cost every child ~10 copy-on-write faults.
+    _S["fork"] = ctypes.PyDLL(None).fork
     return warnings
 
 
 def _private_tmpfs(path):
     """Root only: in a mount namespace of the server's own, mount a WORKDIR_MB tmpfs
-    (nosuid, nodev, noexec) on path. Scratch space is then bounded, and a work dir costs
-    a few microseconds (on a journal-less ext4 /tmp, like this project's CI machine, a
-    mkdir scans past every inode deleted in the last minutes: ~0.1-1 ms at our rate)."""
+    (nosuid, nodev, noexec) on path. Scratch space is then bounded, and emptying the
+    work dir costs microseconds (on a journal-less ext4 /tmp, like this project's CI
+    machine, creating a file scans past every inode deleted in the last minutes)."""
     return (_libc.unshare(0x20000) == 0                                  # CLONE_NEWNS
             and _libc.mount(None, b"/", None, 0x4000 | 0x40000, None) == 0   # MS_REC|MS_PRIVATE
             and _libc.mount(b"tmpfs", path.encode(), b"tmpfs", 2 | 4 | 8,
-                            f"size={WORKDIR_MB}m,mode=0711".encode()) == 0)
+                            f"size={WORKDIR_MB}m,mode=0700".encode()) == 0)
 
 
 def _rmtree(path):
-    """Remove a run directory (usually empty: one rmdir)."""
+    """Remove path, a file or a directory tree, never following a symbolic link."""
     try:
-        os.rmdir(path)
+        os.unlink(path)                  # a file or a link
         return
     except FileNotFoundError:
         return
-    except OSError:
+    except OSError:                      # a directory
         pass
     for root, dirs, files in os.walk(path, topdown=False):
         for name in files + dirs:
@@ -474,21 +484,21 @@ def _error_text(e):
     return f"{type(e).__name__}: {e}"[:500]
 
 
-def _new_run_dir():
-    _S["runs"] += 1
-    d = os.path.join(_S["base"], str(_S["runs"]))
-    os.mkdir(d, 0o700)
-    if _S["uid"] is not None:
-        os.chown(d, _S["uid"], _S["uid"])
-    return d
+def _clear_work_dir():
+    """After each unit: empty the work dir, so the next program finds it fresh (usually
+    it already is: one getdents). Its mode first, which a child may have changed."""
+    os.chmod(_S["base"], 0o700)
+    for name in os.listdir(_S["base"]):
+        _rmtree(os.path.join(_S["base"], name))
 
 
 # ----------------------------------------------------------------------------- zygote and children
 # See "A fork costs what the forking process holds" in the docstring at the top.
 
 def _start_zygote():
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    if os.fork() == 0:
+    mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    _S["zygote_pid"] = os.fork()
+    if _S["zygote_pid"] == 0:
         for fd in (mine.detach(), _S["rfd"], _S["wfd"]):    # the server's, not the zygote's
             os.close(fd)
         _zygote_loop(theirs)
@@ -497,18 +507,26 @@ def _start_zygote():
 
 
 def _zygote_loop(sock):
-    """b"s" with fds [unit, ruleset, child's 0..n-1]: fork a child that runs the unit;
+    """b"s" with fds [unit, child's 0..n-1]: fork a child that runs the unit;
     b"k": kill that child's process group, reap it, answer its wait status; EOF: exit."""
-    pid, space = None, socket.CMSG_SPACE(16 * 4)
+    pid, space = None, _socket.CMSG_SPACE(16 * 4)
     _S["prctl"](38, 1, 0, 0, 0)     # PR_SET_NO_NEW_PRIVS, for Landlock and seccomp
     _warm_up()
+    # What every child needs, done once here and inherited: its cwd, and Landlock's
+    # rule that it may write only beneath it (the zygote itself writes no file).
+    os.chdir(_S["base"])
+    if _S["landlock"]:
+        ruleset = _landlock_ruleset(_S["landlock"], _S["base"])
+        if _S["syscall"](446, ruleset, 0) != 0:                   # landlock_restrict_self
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+        os.close(ruleset)
     _seccomp(0)
     gc.freeze()
     while True:                      # as little Python as can be: each page it writes faults
         msg, anc, _, _ = sock.recvmsg(1, space)
         if msg == b"s":
             fds = memoryview(anc[0][2]).cast("i").tolist()
-            pid = os.fork()
+            pid = _S["fork"]()
             if pid == 0:
                 _run_child(fds)
             for fd in fds:
@@ -519,24 +537,41 @@ def _zygote_loop(sock):
             os._exit(0)
 
 
-def _start_child(kind, code, run_dir, limits, fds):
+def _start_child(kind, code, limits, fds):
     """Server side: have the zygote fork a confined child that runs `code` (a "stdio" or
     "call" unit) with `fds` as its fds 0..n-1. The unit travels in a memfd that only
     the child reads."""
     limits = dict(limits, cpu=int(math.ceil(limits["test_timeout"])) + 1)
     unit = os.memfd_create("unit")
-    os.write(unit, marshal.dumps((kind, code, run_dir, limits)))
-    rs = _landlock_ruleset(_S["landlock"], run_dir) if _S["landlock"] else os.dup(unit)
+    os.write(unit, marshal.dumps((kind, code, limits)))
+    _pin(True)
     try:
-        socket.send_fds(_S["zygote"], [b"s"], [unit, rs] + fds)
+        _S["zygote"].sendmsg([b"s"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                       array.array("i", [unit] + fds))])
     finally:
-        os.close(unit), os.close(rs)
+        os.close(unit)
 
 
 def _reap_child():
     """Server side: kill and reap the zygote's current child; its wait status."""
     _S["zygote"].send(b"k")
-    return struct.unpack("i", _S["zygote"].recv(4))[0]
+    status = struct.unpack("i", _S["zygote"].recv(4))[0]
+    _pin(False)
+    return status
+
+
+def _pin(on):
+    """While a unit runs, keep the server, its zygote and so the child on the CPU the
+    server is on. The three hand control to each other dozens of times a unit (every
+    remote call is two hand-offs), and a hand-off to another CPU is a cross-CPU wakeup,
+    an interrupt, and in a VM an exit to the hypervisor: a remote call took 42 us across
+    CPUs and 13.5 us on one. Between units the kernel is free to move the server."""
+    cpus = {_S["getcpu"]()} if on else _S["cpus"]
+    try:
+        os.sched_setaffinity(0, cpus)
+        os.sched_setaffinity(_S["zygote_pid"], cpus)
+    except (OSError, ValueError):   # a CPU set (cgroup) that changed, no CPU number: unpinned
+        pass
 
 
 def _seccomp(part):
@@ -553,14 +588,14 @@ def _run_child(fds):
         _confine_and_run(*fds)
     except BaseException:
         try:
-            traceback.print_exc()
+            sys.__excepthook__(*sys.exc_info())
         except BaseException:
             pass
     os._exit(1)
 
 
-def _confine_and_run(unit, ruleset, *fds):
-    kind, code, run_dir, limits = marshal.loads(os.pread(unit, os.lseek(unit, 0, 2), 0))
+def _confine_and_run(unit, *fds):
+    kind, code, limits = marshal.loads(os.pread(unit, os.lseek(unit, 0, 2), 0))
     os.setsid()
     for res, val in ((resource.RLIMIT_CPU, (limits["cpu"], limits["cpu"] + 1)),
                      (resource.RLIMIT_AS, (limits["memory_mb"] << 20,) * 2),
@@ -573,15 +608,12 @@ def _confine_and_run(unit, ruleset, *fds):
         os.setresgid(_S["uid"], _S["uid"], _S["uid"])
         os.setresuid(_S["uid"], _S["uid"], _S["uid"])
     _S["prctl"](1, signal.SIGKILL)           # PDEATHSIG, after setuid (NO_NEW_PRIVS: zygote's)
-    if _S["landlock"] and _S["syscall"](446, ruleset, 0) != 0:    # landlock_restrict_self
-        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
     _seccomp(1)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]   # out of the way of 0..n-1
     for target, src in enumerate(high):
         os.dup2(src, target)
     os.closerange(len(fds), 1 << 16)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["max_open_files"],) * 2)
-    os.chdir(run_dir)
     _run_main(code, 3) if kind == "stdio" else _serve_calls(code, 3, 4)
 
 
@@ -614,7 +646,7 @@ def _run_main(code, ctl):
         os.write(ctl, b"memory\n")
         status = 1
     except BaseException:
-        traceback.print_exc()
+        sys.__excepthook__(*sys.exc_info())
         status = 1
     try:
         sys.stdout.flush()
@@ -738,19 +770,18 @@ def _stderr_tail(data):
 
 
 def _unit_stdio(code, msg, limits, deadline):
-    run_dir = _new_run_dir()
     stdin = os.memfd_create("stdin")
     os.write(stdin, msg["input"].encode())
     os.lseek(stdin, 0, os.SEEK_SET)
     (out_r, out_w), (err_r, err_w), (ctl_r, ctl_w) = os.pipe(), os.pipe(), os.pipe()
-    _start_child("stdio", code, run_dir, limits, [stdin, out_w, err_w, ctl_w])
+    _start_child("stdio", code, limits, [stdin, out_w, err_w, ctl_w])
     for fd in (stdin, out_w, err_w, ctl_w):
         os.close(fd)
     bufs, cut = _pump([out_r, err_r, ctl_r], deadline, limits["output_bytes"])
     status = _reap_child()
     for fd in (out_r, err_r, ctl_r):
         os.close(fd)
-    _rmtree(run_dir)
+    _clear_work_dir()
     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
     err = _stderr_tail(bufs[err_r])
     if cut:
@@ -872,10 +903,9 @@ def _run_script(script, entry_point, names, req, resp, pending, deadline, cap):
 def _unit_remote(code, msg, limits, deadline):
     """call and assert tests: the program runs in a confined child that answers calls;
     the server makes them (the call test's one, or every call its assert script makes)."""
-    run_dir = _new_run_dir()
     (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
     null = _S["null"]
-    _start_child("call", code, run_dir, limits, [null, null, null, req_r, resp_w])
+    _start_child("call", code, limits, [null, null, null, req_r, resp_w])
     for fd in (req_r, resp_w):
         os.close(fd)
     alive, pending, cap = True, bytearray(), limits["output_bytes"]
@@ -905,14 +935,14 @@ def _unit_remote(code, msg, limits, deadline):
             _reap_child()
         for fd in (req_w, resp_r):
             os.close(fd)
-        _rmtree(run_dir)
+        _clear_work_dir()
 
 
 def _serve(site_dirs):
     warnings = _server_setup(site_dirs)
     sys.path.extend(site_dirs)
     # Warm imports of what contest code uses most, so a child never pays for them.
-    import array, bisect, collections, copy, functools, heapq, itertools, operator, re  # noqa
+    import bisect, collections, copy, functools, heapq, itertools, operator, re  # noqa
     import string  # noqa
     gc.freeze()       # the zygote's heap is then never walked by a child's collections
     _start_zygote()
@@ -940,14 +970,6 @@ def _serve(site_dirs):
 
 
 # ----------------------------------------------------------------------------- pool (caller side)
-@dataclass
-class _Server:
-    proc: object                 # subprocess.Popen
-    base: str                    # its directory of work dirs
-    unit: tuple = None           # (job index, test index) in flight
-    deadline: float = 0.0
-
-
 _POOL = []
 _POOL_LOCK = _thread.allocate_lock()
 _WARNED = set()
@@ -964,7 +986,7 @@ def _start_server():
                              f"import sys; sys.path.insert(0, {here!r}); import {name}; "
                              f"{name}.main(sys.argv[1:])", "--serve", json.dumps(_site_dirs())],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
-                            close_fds=True)
+                            close_fds=True, env=dict(os.environ, LD_BIND_NOW="1"))
     hello = _recv(proc.stdout.fileno())
     if hello is None:
         raise RuntimeError("sandbox server failed to start")
@@ -972,12 +994,15 @@ def _start_server():
         if w not in _WARNED:
             _WARNED.add(w)
             print(f"sandbox: {w}", file=sys.stderr)
-    return _Server(proc, hello["base"])
+    return types.SimpleNamespace(proc=proc,               # subprocess.Popen
+                                 base=hello["base"],      # its work dir
+                                 unit=None,               # (job index, test index) in flight
+                                 deadline=0.0)
 
 
 def _stop_server(srv, wait=0.0):
     """EOF on its stdin lets a server clean up and exit; one that has not within `wait`
-    seconds is killed. Its base directory is removed from here either way (a killed
+    seconds is killed. Its work dir is removed from here either way (a killed
     server cannot, and a root server's tmpfs hides it from the server itself)."""
     import subprocess
     try:
@@ -1013,17 +1038,6 @@ def _pool(workers):
     return _POOL[:workers]
 
 
-@dataclass
-class _Job:
-    program: str
-    tests: list
-    results: list
-    next_test: int = 0
-    in_flight: int = 0
-    used: float = 0.0            # seconds its tests have run (time queued does not count)
-    stopped: bool = False
-
-
 def _unit_message(job, ti, timeout, limits):
     test = job.tests[ti]
     msg = {"kind": test["kind"], "program": job.program, "timeout": timeout, "limits": limits}
@@ -1045,9 +1059,12 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
     (the rest are "not_run"); False runs every test, so pass_rate is exact (the
     soft-gate ablation needs that)."""
     limits = limits or Limits()
-    limits_d = asdict(limits)
+    limits_d = limits._asdict()
     workers = workers or default_workers()
-    state = [_Job(p, list(t), [None] * len(t)) for p, t in jobs]
+    state = [types.SimpleNamespace(program=p, tests=list(t), results=[None] * len(t),
+                                   next_test=0, in_flight=0, stopped=False,
+                                   used=0.0)    # seconds its tests ran (queued time not counted)
+             for p, t in jobs]
     from collections import deque
     ready = deque(i for i, j in enumerate(state) if j.tests)
     with _POOL_LOCK:
@@ -1174,28 +1191,31 @@ def _naive_one(program, test):
             return False
 
 
-def bench(workers=None, rounds=3):
+def bench(workers=None, rounds=5):
+    """Both ways, side by side: the rounds alternate, so that drift in the machine's
+    speed (large on a shared VM) falls on both; medians of the rounds."""
     from concurrent.futures import ThreadPoolExecutor
     workers = workers or default_workers()
     jobs = _humaneval_jobs()
     t = time.perf_counter()
-    with ThreadPoolExecutor(workers) as ex:
-        naive_ok = sum(ex.map(lambda j: _naive_one(j[0], j[1][0]), jobs))
-    naive = len(jobs) / (time.perf_counter() - t)
-    t = time.perf_counter()
     _pool(workers)
     startup = time.perf_counter() - t
-    rates = []
+    rates = {"naive": [], "sandbox": []}
     for _ in range(rounds):
         t = time.perf_counter()
-        res = run_batch(jobs, workers=workers)
-        rates.append(len(jobs) / (time.perf_counter() - t))
-    ours_ok = sum(r.all_passed for r in res)
-    ours = sorted(rates)[len(rates) // 2]
-    print(f"HumanEval canonical solutions, {len(jobs)} programs, {workers} workers")
+        with ThreadPoolExecutor(workers) as ex:
+            naive_ok = sum(ex.map(lambda j: _naive_one(j[0], j[1][0]), jobs))
+        rates["naive"].append(len(jobs) / (time.perf_counter() - t))
+        t = time.perf_counter()
+        ours_ok = sum(r.all_passed for r in run_batch(jobs, workers=workers))
+        rates["sandbox"].append(len(jobs) / (time.perf_counter() - t))
+    naive, ours = (sorted(r)[len(r) // 2] for r in rates.values())
+    print(f"HumanEval canonical solutions, {len(jobs)} programs, {workers} workers, "
+          f"median of {rounds} alternating rounds")
     print(f"naive (one fresh python3 per program): {naive:7.1f} programs/s  ({naive_ok} passed)")
-    print(f"sandbox (warm fork servers, median of {rounds}): {ours:7.1f} programs/s  "
-          f"({ours_ok} passed; pool start {startup:.2f}s)")
+    print(f"sandbox (warm fork servers):           {ours:7.1f} programs/s  ({ours_ok} passed; "
+          f"pool start {startup:.2f}s)")
+    print("rounds: " + ", ".join(f"{n:.0f}/{o:.0f}" for n, o in zip(*rates.values())))
     print(f"speedup: {ours / naive:.1f}x")
 
 

@@ -146,13 +146,18 @@ def test_file_size_and_open_file_limits():
     assert small.all_passed
 
 
-def test_fresh_work_dir_removed_afterwards():
-    prog = "import os\nprint(os.getcwd())\nprint(len(os.listdir('.')))\nopen('x', 'w').write('1')"
-    res = sandbox.run_batch([(prog, [stdio("", "?")])] * 2, limits=FAST)
-    dirs = [r.first_error.split("'")[1].split("\\n") for r in res]
-    assert dirs[0][0] != dirs[1][0]                   # a fresh directory each time
-    assert dirs[0][1] == "0" and dirs[1][1] == "0"    # and empty
-    assert not os.path.exists(dirs[0][0]) and not os.path.exists(dirs[1][0])
+def test_work_dir_is_emptied_between_programs(tmp_path):
+    """A server's children work in one dir, emptied (and its mode reset) after every
+    test: a program never finds what an earlier one left, and emptying follows no link."""
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "f").write_text("1")
+    prog = ("import os\nprint(sorted(os.listdir('.')), oct(os.stat('.').st_mode & 0o777))\n"
+            "os.mkdir('d')\nopen('d/f', 'w').write('1')\nopen('x', 'w').write('1')\n"
+            f"os.symlink({str(keep)!r}, 'link')\nos.chmod('.', 0o777)\n")
+    res = sandbox.run_batch([(prog, [stdio("", "[] 0o700")])] * 3, workers=1, limits=FAST)
+    assert [r.statuses for r in res] == [["passed"]] * 3, [r.first_error for r in res]
+    assert (keep / "f").exists()
 
 
 # ----------------------------------------------------------------------------- test kinds
@@ -345,6 +350,14 @@ def test_a_child_holds_no_earlier_test_script():
     for _ in range(3):
         run("def f(x): return 0", [asserts(script, "f")], workers=1)
     assert run(scan, [stdio("", "[]")], workers=1).all_passed
+
+
+def test_a_test_runs_on_one_cpu_and_its_server_is_unpinned_after():
+    """Server, zygote and child share one CPU while a test runs (fewer cross-CPU
+    wakeups); between tests the kernel is free to move the server again."""
+    res = run("import os\nprint(len(os.sched_getaffinity(0)))", [stdio("", "1")], workers=1)
+    assert res.all_passed, res.first_error
+    assert os.sched_getaffinity(sandbox._POOL[0].proc.pid) == os.sched_getaffinity(0)
 
 
 def test_shutdown_leaves_no_base_dirs():
