@@ -981,6 +981,9 @@ def _start_server():
     # still put on sys.path by the server, for programs that import numpy and the like.
     # This module is imported (from its .pyc), not run: compiling it would leave ~1.4 MB
     # more heap in the server, which every fork then copies.
+    # LD_BIND_NOW: resolve every library symbol at start. Lazily, the first call of a C
+    # function writes its address into the library's table, which in a child is a
+    # copy-on-write fault and a symbol search, paid again by every child.
     here, name = os.path.split(os.path.splitext(os.path.abspath(__file__))[0])
     proc = subprocess.Popen([sys.executable, "-I", "-S", "-c",
                              f"import sys; sys.path.insert(0, {here!r}); import {name}; "
