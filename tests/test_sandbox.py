@@ -210,6 +210,16 @@ def test_batch_results_in_order():
     assert [r.all_passed for r in res] == [i != 17 for i in range(60)]
 
 
+def test_servers_compile_a_source_once_and_judge_repeats_alike():
+    src = "def f(x):\n    return x + 1\n"
+    assert sandbox._compile(src, "<t>") is sandbox._compile(src[:-1] + "\n", "<t>")
+    assert sandbox._compile(src, "<u>") is not sandbox._compile(src, "<t>")
+    tests = [{"kind": "assert", "script": "assert f(1) == 2\n"}, call("f", [2], 4)]
+    bad = ("def f(:\n", [call("f", [1], 2)])
+    res = sandbox.run_batch([(src, tests), bad] * 3, workers=1, stop_on_failure=False)
+    assert [r.statuses for r in res] == [["passed", "wrong_answer"], ["syntax_error"]] * 3
+
+
 # ----------------------------------------------------------------------------- hostile programs
 def hostile_cases(marker_paths):
     """(name, program, tests): each must never be judged passed."""
