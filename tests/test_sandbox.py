@@ -440,3 +440,20 @@ def test_cli_exit_status(tmp_path):
     assert ok.returncode == 0 and "2/2 passed" in ok.stdout
     bad = subprocess.run(cmd + [str(tmp_path / "bad.json")], capture_output=True, text=True)
     assert bad.returncode == 1 and "wrong_answer" in bad.stdout and "1/2 passed" in bad.stdout
+
+
+def test_fork_floor_runner_counts_passes_by_exit_status():
+    """runs/fork_floor.py's reference runner (a benchmark, not a sandbox) must keep working."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fork_floor",
+                                                  os.path.join(REPO, "runs", "fork_floor.py"))
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    srv = subprocess.Popen([sys.executable, "-I", "-S", "-c", floor.FLOOR_SERVER], bufsize=0,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        sources = [b"assert 1 + 1 == 2\n", b"raise SystemExit(3)\n", b"print('x')\n", b"1/0\n"]
+        assert floor.floor_round([srv], sources * 3) == 6
+    finally:
+        srv.stdin.close()
+        srv.wait(10)
