@@ -78,7 +78,6 @@ import array
 import builtins
 import ctypes
 import errno
-import fcntl
 import gc
 import json
 import _socket
@@ -477,8 +476,18 @@ def _read_line(fd, deadline, cap, pending):
     return line
 
 
+# The C encoder that every json.dumps call builds anew (reading a dozen settings on the way),
+# built once: in a child, each object touched is a copy-on-write fault.
+_ENCODE = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None,
+                                      ":", ",", False, False, True)
+
+
+def _json_line(obj):
+    return ("".join(_ENCODE(obj, 0)) + "\n").encode()
+
+
 def _write_line(fd, obj):
-    _write_all(fd, (json.dumps(obj) + "\n").encode())
+    _write_all(fd, _json_line(obj))
 
 
 def _error_text(e):
@@ -496,19 +505,27 @@ def _clear_work_dir():
 # ----------------------------------------------------------------------------- zygote and children
 # See "A fork costs what the forking process holds" in the docstring at the top.
 
+_ZYGOTE_FD = 16     # the zygote's socket; every lower fd is left free (see _start_zygote)
+_ARRIVED = [array.array("i", range(n + 1)).tobytes() for n in range(8)]   # n + 1 fds as 0..n
+
+
 def _start_zygote():
     mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     _S["zygote_pid"] = os.fork()
     if _S["zygote_pid"] == 0:
-        for fd in (mine.detach(), _S["rfd"], _S["wfd"]):    # the server's, not the zygote's
-            os.close(fd)
-        _zygote_loop(theirs)
+        # The zygote holds no fd but its socket, at _ZYGOTE_FD. Received fds take the lowest
+        # free numbers, so a unit's fds arrive as the child's 0..n-1 and the unit as n, and
+        # the child moves none (a dup dance there cost ~20 copy-on-write faults a child).
+        os.dup2(theirs.detach(), _ZYGOTE_FD)
+        os.closerange(0, _ZYGOTE_FD)
+        os.closerange(_ZYGOTE_FD + 1, 1 << 16)
+        _zygote_loop(_socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, _ZYGOTE_FD))
     theirs.close()
     _S["zygote"] = mine
 
 
 def _zygote_loop(sock):
-    """b"s" with fds [unit, child's 0..n-1]: fork a child that runs the unit;
+    """b"s" with fds [child's 0..n-1, unit]: fork a child that runs the unit;
     b"k": kill that child's process group, reap it, answer its wait status; EOF: exit."""
     pid, space = None, _socket.CMSG_SPACE(16 * 4)
     _S["prctl"](38, 1, 0, 0, 0)     # PR_SET_NO_NEW_PRIVS, for Landlock and seccomp
@@ -526,12 +543,13 @@ def _zygote_loop(sock):
     while True:                      # as little Python as can be: each page it writes faults
         msg, anc, _, _ = sock.recvmsg(1, space)
         if msg == b"s":
-            fds = memoryview(anc[0][2]).cast("i").tolist()
+            n = len(anc[0][2]) // 4 - 1
+            if anc[0][2] != _ARRIVED[n]:
+                raise OSError("a unit's fds did not arrive as 0..n")
             pid = _S["fork"]()
             if pid == 0:
-                _run_child(fds)
-            for fd in fds:
-                os.close(fd)
+                _run_child(n)
+            os.closerange(0, n + 1)
         elif msg == b"k":
             sock.send(struct.pack("i", _reap(pid)))
         else:
@@ -542,13 +560,16 @@ def _start_child(kind, code, limits, fds):
     """Server side: have the zygote fork a confined child that runs `code` (a "stdio" or
     "call" unit) with `fds` as its fds 0..n-1. The unit travels in a memfd that only
     the child reads."""
-    limits = dict(limits, cpu=int(math.ceil(limits["test_timeout"])) + 1)
+    cpu, mem = int(math.ceil(limits["test_timeout"])) + 1, limits["memory_mb"] << 20
+    rlimits = ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (mem, mem)),
+               (resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2), (resource.RLIMIT_CORE, (0, 0)))
     unit = os.memfd_create("unit")
-    os.write(unit, marshal.dumps((kind, code, limits)))
+    os.write(unit, marshal.dumps((kind, code, rlimits, (limits["max_procs"],) * 2,
+                                  (limits["max_open_files"],) * 2)))
     _pin(True)
     try:
         _S["zygote"].sendmsg([b"s"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                       array.array("i", [unit] + fds))])
+                                       array.array("i", fds + [unit]))])
     finally:
         os.close(unit)
 
@@ -581,12 +602,12 @@ def _seccomp(part):
         raise OSError(ctypes.get_errno(), "seccomp")                 # SECCOMP_MODE_FILTER
 
 
-def _run_child(fds):
+def _run_child(n):
     """In a fresh child of the zygote: read the unit, confine the process, run the unit;
     never returns (a setup failure shows on stderr). What it needs was prepared by the
     server and the zygote, since each object a child touches costs a copy-on-write fault."""
     try:
-        _confine_and_run(*fds)
+        _confine_and_run(n)
     except BaseException:
         try:
             sys.__excepthook__(*sys.exc_info())
@@ -595,26 +616,21 @@ def _run_child(fds):
     os._exit(1)
 
 
-def _confine_and_run(unit, *fds):
-    kind, code, limits = marshal.loads(os.pread(unit, os.lseek(unit, 0, 2), 0))
+def _confine_and_run(n):
+    """fds 0..n-1 are the unit's, n the unit itself (see _start_zygote)."""
+    kind, code, rlimits, nproc, nofile = marshal.loads(os.pread(n, os.lseek(n, 0, 2), 0))
     os.setsid()
-    for res, val in ((resource.RLIMIT_CPU, (limits["cpu"], limits["cpu"] + 1)),
-                     (resource.RLIMIT_AS, (limits["memory_mb"] << 20,) * 2),
-                     (resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2),
-                     (resource.RLIMIT_CORE, (0, 0))):
+    for res, val in rlimits:
         resource.setrlimit(res, val)
     if _S["uid"] is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_procs"],) * 2)
+        resource.setrlimit(resource.RLIMIT_NPROC, nproc)
         os.setgroups([])
         os.setresgid(_S["uid"], _S["uid"], _S["uid"])
         os.setresuid(_S["uid"], _S["uid"], _S["uid"])
     _S["prctl"](1, signal.SIGKILL)           # PDEATHSIG, after setuid (NO_NEW_PRIVS: zygote's)
     _seccomp(1)
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]   # out of the way of 0..n-1
-    for target, src in enumerate(high):
-        os.dup2(src, target)
-    os.closerange(len(fds), 1 << 16)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["max_open_files"],) * 2)
+    os.closerange(n, 1 << 16)                # the unit and the zygote's socket
+    resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
     _run_main(code, 3) if kind == "stdio" else _serve_calls(code, 3, 4)
 
 
@@ -707,9 +723,9 @@ def _answer(ns, name, args, kwargs):
     except BaseException as e:
         reply = ["runtime_error", _error_text(e)]
     try:
-        return (json.dumps(reply) + "\n").encode()
+        return _json_line(reply)
     except (ValueError, RecursionError) as e:      # deeper than JSON goes
-        return (json.dumps(["runtime_error", _error_text(e)]) + "\n").encode()
+        return _json_line(["runtime_error", _error_text(e)])
 
 
 def _serve_calls(code, req, resp):

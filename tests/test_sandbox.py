@@ -113,6 +113,17 @@ def test_each_status():
     assert not res[9].all_passed and res[9].pass_rate == 0.0
 
 
+def test_a_child_holds_only_its_own_fds():
+    """stdin, stdout, stderr and the control pipe (stdio); or three /dev/null and the two
+    call pipes (call): not the unit's memfd, the zygote's socket or anything else."""
+    src = ("import os\ndef open_fds():\n    fds = []\n    for fd in range(4096):\n"
+           "        try:\n            os.fstat(fd)\n        except OSError:\n"
+           "            continue\n        fds.append(fd)\n    return fds\n")
+    res = sandbox.run_batch([(src + "print(*open_fds())\n", [stdio("", "0 1 2 3")]),
+                             (src, [call("open_fds", [], [0, 1, 2, 3, 4])])], limits=FAST)
+    assert [r.statuses for r in res] == [["passed"], ["passed"]], [r.first_error for r in res]
+
+
 def test_run_all_gives_exact_pass_rate():
     prog = "a, b = map(int, input().split())\nprint(a + b if a < 5 else 0)"
     tests = [stdio(f"{a} 1", str(a + 1)) for a in range(10)]
