@@ -4,7 +4,8 @@ runs/fork_floor.py: what does forking alone buy over one fresh python3 per progr
     python runs/fork_floor.py [workers] [rounds]
 
 Times three ways of running the 164 HumanEval canonical solutions, in alternating rounds
-(so drift in the machine's speed falls on all three), and prints the medians:
+(so drift in the machine's speed falls on all three; each round's programs and scripts are
+new text, so nothing compiled in an earlier round helps), and prints the medians:
 
 - naive: one fresh python3 per program (the baseline of `python sandbox.py --bench`);
 - floor: a bare fork runner: one warm `python -I -S` per worker, the same modules
@@ -80,25 +81,29 @@ def floor_round(servers, sources):
 
 
 def main(workers, rounds):
-    jobs = sandbox._humaneval_jobs()
-    sources = [(prog + "\n\n" + test["script"] + f"\n\ncheck({test['entry_point']})\n").encode()
-               for prog, (test,) in jobs]
     servers = [subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR_SERVER], bufsize=0,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                for _ in range(workers)]
+
+    def naive(jobs):
+        with ThreadPoolExecutor(workers) as ex:
+            return sum(ex.map(lambda j: sandbox._naive_one(j[0], j[1][0]), jobs))
+
     ways = {
-        "naive": lambda: sum(ThreadPoolExecutor(workers).map(
-            lambda j: sandbox._naive_one(j[0], j[1][0]), jobs)),
-        "floor": lambda: floor_round(servers, sources),
-        "sandbox": lambda: sum(r.all_passed for r in sandbox.run_batch(jobs, workers=workers)),
+        "naive": naive,
+        "floor": lambda jobs: floor_round(servers, [
+            (prog + "\n\n" + test["script"] + f"\n\ncheck({test['entry_point']})\n").encode()
+            for prog, (test,) in jobs]),
+        "sandbox": lambda jobs: sum(r.all_passed for r in sandbox.run_batch(jobs, workers=workers)),
     }
     for way in ways.values():         # warm: servers started, caches filled
-        way()
+        way(sandbox._humaneval_jobs("warm-up"))
     rates = {name: [] for name in ways}
-    for _ in range(rounds):
+    for k in range(rounds):
+        jobs = sandbox._humaneval_jobs(f"round {k}")    # new text: nothing compiled before
         for name, way in ways.items():
             t = time.perf_counter()
-            passed = way()
+            passed = way(jobs)
             rates[name].append(len(jobs) / (time.perf_counter() - t))
             assert passed == len(jobs), f"{name}: {passed} of {len(jobs)} passed"
     for srv in servers:
