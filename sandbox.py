@@ -227,7 +227,7 @@ def judge(test, reply):
             return "passed", ""
         return "wrong_answer", "output differs: " + repr(reply["stdout"][:200])
     try:
-        got = decode_value(json.loads(reply["value"]))
+        got = decode_value(reply["value"])
     except (ValueError, TypeError, RecursionError) as e:
         return "wrong_answer", f"unreadable return value: {e}"
     if values_equal(got, test["expected"]):
@@ -434,8 +434,10 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
-# Caller <-> server messages: marshal, quicker than JSON both ways, and safe to load since
-# both ends are trusted (a child holds neither pipe).
+# Messages from trusted to trusted-or-untrusted: caller <-> server, and server -> child call
+# requests. Marshal: quicker than JSON both ways, and safe to load, since only a trusted
+# process writes them (a child holds none of these write ends). It carries plain data,
+# bytes, frozenset and the like; no functions or objects.
 def _recv(fd):
     head = _read_exact(fd, 4)
     if head is None:
@@ -738,24 +740,27 @@ def _serve_calls(code, req, resp):
     _write_line(resp, hello)
     if ns is None:
         os._exit(1)
-    while True:                     # requests come from the server: marshal is safe here
-        head = _read_exact(req, 4)
-        if head is None:
+    while True:
+        request = _recv(req)           # (name, args, kwargs), from the server
+        if request is None:
             os._exit(0)
-        request = marshal.loads(_read_exact(req, struct.unpack(">I", head)[0]))
         _write_all(resp, _answer(ns, *request))
 
 
 def _warm_up():
     """In the zygote, before its first fork: take a child's path for a made-up program
-    often enough that its bytecode is specialized and its caches are filled, so that
-    children write to fewer shared pages."""
+    (a request through a pipe included) often enough that its bytecode is specialized and
+    its caches are filled, so that children write to fewer shared pages."""
     code = compile("from typing import List\nK = 3\ndef f(xs: List[int], k=1):\n"
                    "    return [x * k for x in xs], {'n': (len(xs), 0.5)}\n", "<warm-up>", "exec")
+    r, w = os.pipe()
     for _ in range(20):
         ns, hello = _load_program(code)
-        json.loads(json.dumps(hello))
-        json.loads(_answer(ns, "f", marshal.loads(marshal.dumps(([1, 2],))), {"k": 2}))
+        _json_line(hello)
+        _send(w, ("f", ([1, 2],), {"k": 2}))
+        _answer(ns, *_recv(r))
+    os.close(r)
+    os.close(w)
 
 
 # ----------------------------------------------------------------------------- test units (server side)
@@ -843,14 +848,6 @@ def _bound_memory(mb):
 _CHILD_STATUSES = ("ok", "runtime_error", "memory_limit")
 
 
-def _write_request(fd, name, args, kwargs):
-    """A call request to the program's child, as marshal: from the server, so safe for
-    the child to load, and quicker for both sides than tagged JSON. It carries only what
-    marshal can (plain data, bytes, frozenset and the like; no functions or objects)."""
-    data = marshal.dumps((name, tuple(args), kwargs))
-    _write_all(fd, struct.pack(">I", len(data)) + data)
-
-
 # json.loads sets up a decoder each call (and sniffs the encoding); a HumanEval test reads
 # ~12 replies, so the C scanner is set up once.
 _SCAN = json.scanner.make_scanner(json.JSONDecoder())
@@ -877,7 +874,7 @@ def _run_script(script, entry_point, names, req, resp, pending, deadline, cap):
     remote-call proxies into its child (req/resp: the child's pipes)."""
 
     def call(name, args, kwargs):
-        _write_request(req, name, args, kwargs)
+        _send(req, (name, args, kwargs))
         try:       # no deadline here: the script's interval timer bounds the wait
             status, payload = _read_reply(resp, None, cap, pending)
         except (TimeoutError, EOFError, OverflowError) as e:
@@ -941,11 +938,11 @@ def _unit_remote(code, msg, limits, deadline):
         if status != "ok" or type(names) is not dict:
             return {"status": status, "error": names if status != "ok" else "malformed hello"}
         if msg["kind"] == "call":
-            _write_request(req_w, msg["fn"], decode_value(msg["args"]), {})
+            _send(req_w, (msg["fn"], tuple(decode_value(msg["args"])), {}))
             status, payload = _read_reply(resp_r, deadline, cap, pending)
             if status != "ok":
                 return {"status": status, "error": payload}
-            return {"status": "ok", "value": json.dumps(payload)}
+            return {"status": "ok", "value": payload}
         return _run_script(msg["script"], msg["entry_point"], names, req_w, resp_r, pending,
                            deadline, cap)
     except TimeoutError:
