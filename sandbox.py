@@ -1222,6 +1222,11 @@ def _humaneval_jobs(tag=""):
             for p in read_problems().values()]
 
 
+def _standalone(program, test):
+    """A program and its HumanEval test as one script: exit status 0 iff the test passes."""
+    return program + "\n\n" + test["script"] + f"\n\ncheck({test['entry_point']})\n"
+
+
 def _naive_one(program, test):
     """The baseline: one fresh python3 per program, pass = exit status 0."""
     import subprocess
@@ -1229,7 +1234,7 @@ def _naive_one(program, test):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "prog.py")
         with open(path, "w") as f:
-            f.write(program + "\n\n" + test["script"] + f"\n\ncheck({test['entry_point']})\n")
+            f.write(_standalone(program, test))
         try:
             r = subprocess.run([sys.executable, "-I", path], cwd=d, capture_output=True,
                                timeout=10)
@@ -1238,12 +1243,18 @@ def _naive_one(program, test):
             return False
 
 
+def _naive_round(jobs, workers):
+    """The naive way over HumanEval jobs, `workers` at a time: how many passed."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as ex:
+        return sum(ex.map(lambda j: _naive_one(j[0], j[1][0]), jobs))
+
+
 def bench(workers=None, rounds=5):
     """Both ways, side by side: the rounds alternate, so that drift in the machine's
     speed (large on a shared VM) falls on both; medians of the rounds. Each round's
     programs and scripts are new text, so the servers compile all of them, as the naive
     way does."""
-    from concurrent.futures import ThreadPoolExecutor
     workers = workers or default_workers()
     t = time.perf_counter()
     _pool(workers)
@@ -1252,8 +1263,7 @@ def bench(workers=None, rounds=5):
     for k in range(rounds):
         jobs = _humaneval_jobs(f"round {k}")
         t = time.perf_counter()
-        with ThreadPoolExecutor(workers) as ex:
-            naive_ok = sum(ex.map(lambda j: _naive_one(j[0], j[1][0]), jobs))
+        naive_ok = _naive_round(jobs, workers)
         rates["naive"].append(len(jobs) / (time.perf_counter() - t))
         t = time.perf_counter()
         ours_ok = sum(r.all_passed for r in run_batch(jobs, workers=workers))

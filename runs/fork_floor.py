@@ -27,7 +27,6 @@ import struct
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sandbox  # noqa: E402
@@ -84,16 +83,10 @@ def main(workers, rounds):
     servers = [subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR_SERVER], bufsize=0,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                for _ in range(workers)]
-
-    def naive(jobs):
-        with ThreadPoolExecutor(workers) as ex:
-            return sum(ex.map(lambda j: sandbox._naive_one(j[0], j[1][0]), jobs))
-
     ways = {
-        "naive": naive,
-        "floor": lambda jobs: floor_round(servers, [
-            (prog + "\n\n" + test["script"] + f"\n\ncheck({test['entry_point']})\n").encode()
-            for prog, (test,) in jobs]),
+        "naive": lambda jobs: sandbox._naive_round(jobs, workers),
+        "floor": lambda jobs: floor_round(servers, [sandbox._standalone(prog, test).encode()
+                                                    for prog, (test,) in jobs]),
         "sandbox": lambda jobs: sum(r.all_passed for r in sandbox.run_batch(jobs, workers=workers)),
     }
     for way in ways.values():         # warm: servers started, caches filled
