@@ -83,9 +83,10 @@ from tqdm import tqdm
 
 import sandbox
 from configurator import configure
-from data import (DEGRADE_METHODS, OPTIMIZE_METHODS, Pair, degrade_prompt, initial_reasoning_prompt,
-                  judge_prompt, load_problems, optimize_prompt, parse_judge, parse_response,
-                  parse_rewrite, parse_score, rl_prompt, save_pairs, score_prompt)
+from data import (DEGRADE_METHODS, OPTIMIZE_METHODS, BadRecord, Pair, degrade_prompt,
+                  initial_reasoning_prompt, judge_prompt, load_problems, optimize_prompt,
+                  parse_judge, parse_response, parse_rewrite, parse_score, read_rows, rl_prompt,
+                  save_pairs, score_prompt)
 from model import apply_chat, barrier, generate, init_distributed, load_policy, load_tokenizer
 
 # ---------------------------------------------------------------- config
@@ -143,22 +144,17 @@ def read_jsonl(path, torn_end_ok=False):
     which is left out with a note."""
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    rows = list(read_rows(path))
     records = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            if torn_end_ok and not any(rest.strip() for rest in lines[n:]):
-                print(f"synth: {path}, line {n}: left out a partial record (a write cut off "
+    for n, (where, _, rec) in enumerate(rows, start=1):
+        if isinstance(rec, BadRecord) and rec.key == "malformed JSON":
+            if torn_end_ok and n == len(rows):
+                print(f"synth: {path}, {where}: left out a partial record (a write cut off "
                       "by a kill); its item will be redone", file=sys.stderr)
                 break
-            raise ValueError(f"{path}, line {n}: malformed JSON: {e.msg}") from None
-        if not isinstance(rec, dict) or "id" not in rec:
-            raise ValueError(f"{path}, line {n}: not a record with an 'id' field")
+            raise ValueError(f"{path}, {where}: {rec.reason}")
+        if isinstance(rec, BadRecord) or "id" not in rec:
+            raise ValueError(f"{path}, {where}: not a record with an 'id' field")
         records.append(rec)
     return records
 
