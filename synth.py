@@ -533,15 +533,15 @@ def judge(run, problems, skip_one_sided=False):
 # ---------------------------------------------------------------- benchmark
 
 
-def benchmark_pairs(samples, judgments, statements, seed):
-    """LCB-RB pairs by the paper's rule. chosen: a sample that passed every test and was
-    judged sound ("No"); rejected: one that failed and was judged flawed ("Yes"); every
-    other sample is left out, by reason. Each rejected sample of a problem is paired with
-    one chosen sample of the same problem drawn at random (a generator seeded by seed and
-    the problem id; the same chosen may serve several rejected ones); problems with only
-    one kind are dropped. Pair texts are the samples' <think> reasoning.
-    samples: sample records; judgments: {sample id: judgment record}; statements:
-    {problem id: statement}. Returns (pairs, counts)."""
+def benchmark_pairs(samples, judgments, statements, seed, source="synth"):
+    """LCB-RB pairs by the paper's rule (toy.py builds its toy LCB-RB with it too). chosen: a
+    sample that passed every test and was judged sound ("No"); rejected: one that failed and
+    was judged flawed ("Yes"); every other sample is left out, by reason. Each rejected sample
+    of a problem is paired with one chosen sample of the same problem drawn at random (a
+    generator seeded by seed and the problem id; the same chosen may serve several rejected
+    ones); problems with only one kind are dropped. Pair texts are the samples' <think>
+    reasoning. samples: sample records; judgments: {sample id: judgment record}; statements:
+    {problem id: statement}; source: the pairs' source field. Returns (pairs, counts)."""
     counts, sides = Counter(), {}
     for s in samples:
         verdict = judgments[s["id"]]["verdict"] if s["id"] in judgments else "not judged yet"
@@ -566,7 +566,7 @@ def benchmark_pairs(samples, judgments, statements, seed):
             good = rng.choice(group["chosen"])
             pairs.append(Pair(
                 prompt=statements[problem_id], chosen=parse_response(good["response"]).think,
-                rejected=parse_response(bad["response"]).think, pair_type="lcbrb", source="synth",
+                rejected=parse_response(bad["response"]).think, pair_type="lcbrb", source=source,
                 problem_id=problem_id,
                 meta={"chosen_id": good["id"], "rejected_id": bad["id"],
                       "generator": good["generator"], "judge": judgments[good["id"]]["judge"],

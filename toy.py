@@ -44,6 +44,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -368,13 +369,17 @@ def judge(task, think, code):
 
 
 def _constant_in(task, lines):
-    """The constant the reasoning's key step states, if it has one."""
-    head = task.steps[task.key].split(task.const)[0]
+    """The constant the reasoning's key step states, if it has one. The key step is known by
+    its text up to the constant, where the constant is found as it is written (a quoted
+    letter, a whole word): a bare letter can stand earlier, as 'h' does in "the"."""
+    key = task.steps[task.key]
+    quoted = task.family == "count_char"
+    written = f"'{re.escape(task.const)}'" if quoted else rf"(?<!\w){re.escape(task.const)}(?!\w)"
+    head = key[:re.search(written, key).start()]
     for ln in lines:
         if ln.startswith(head):
-            rest = ln[len(head):]
-            found = re.match(r"[a-z](?=')" if task.family == "count_char" else r"-?\d+", rest)
-            return found.group(0) if found else None
+            found = re.match(r"'([a-z])'" if quoted else r"(-?\d+)", ln[len(head):])
+            return found.group(1) if found else None
     return None
 
 
@@ -393,7 +398,8 @@ def recipe(stage):
                               warm_epochs=warm_epochs, warm_batch=warm_batch, warm_lr=warm_lr,
                               const_weight=const_weight),
             "lcbrb": dict(lcbrb_problems=lcbrb_problems, lcbrb_samples=lcbrb_samples,
-                          max_new_tokens=max_new_tokens)}
+                          max_new_tokens=max_new_tokens,
+                          lcbrb_version=2)}   # bumped when the judging or pairing code changes
     r = dict(base)
     for s in STAGES[1:STAGES.index(stage) + 1]:
         r.update(more[s])
@@ -545,40 +551,41 @@ def reply_weights(tok, reply_ids):
 
 
 def build_lcbrb():
-    """The toy LCB-RB: sample, test, judge, pair (paper, Section 'LCB-RB construction')."""
+    """The toy LCB-RB: sample, test, judge, pair (paper, Section 'LCB-RB construction'). The
+    pairing is synth.benchmark_pairs, the rule synth.py builds the real benchmark with."""
     from model import apply_chat, generate, load_policy, load_tokenizer
+    from synth import benchmark_pairs
     tok = load_tokenizer(os.path.join(data_dir, "policy"))
     policy = load_policy(os.path.join(data_dir, "policy"), "cpu", dtype=torch.float32).eval()
     tasks = all_tasks("eval", lcbrb_problems, seed + 1)
-    samples = []
+    sampled = []
     for i in range(0, len(tasks), 8):
         chunk = tasks[i:i + 8]
         prompts = [apply_chat(tok, data.rl_prompt(t.problem)) for t in chunk for _ in range(lcbrb_samples)]
         seeds = [hash_seed(t.problem.id, k) for t in chunk for k in range(lcbrb_samples)]
         outs = generate(policy, tok, prompts, max_new_tokens, temperature=1.0, seeds=seeds)
-        for j, o in enumerate(outs):
-            samples.append((chunk[j // lcbrb_samples], data.parse_response(o.text)))
-    results = sandbox.run_batch([(p.code or "", t.problem.tests) for t, p in samples])
-    rng = random.Random(seed)
-    by_problem, counts = {}, {"Yes": 0, "No": 0, "None": 0}
-    for (t, p), r in zip(samples, results):
-        verdict = judge(t, p.think, p.code)
-        counts[verdict] += 1
-        side = ("chosen" if verdict == "No" and r.all_passed else
-                "rejected" if verdict == "Yes" and not r.all_passed else None)
-        if side:
-            by_problem.setdefault(t.problem.id, {"task": t, "chosen": [], "rejected": []})[side].append(p.think)
-    pairs = []
-    for pid, g in sorted(by_problem.items()):
-        if not g["chosen"] or not g["rejected"]:
-            continue                    # one-sided problems are dropped
-        for bad in g["rejected"]:
-            pairs.append(data.Pair(g["task"].problem.statement, rng.choice(g["chosen"]), bad,
-                                   "lcbrb", "toy-lcbrb", pid))
+        sampled += [(chunk[j // lcbrb_samples], o.text) for j, o in enumerate(outs)]
+    samples, judgments = lcbrb_records(sampled)
+    statements = {t.problem.id: t.problem.statement for t in tasks}
+    pairs, counts = benchmark_pairs(samples, judgments, statements, seed, source="toy-lcbrb")
     data.save_pairs(pairs, os.path.join(data_dir, "lcbrb.jsonl"))
-    passed = sum(r.all_passed for r in results)
-    print(f"toy LCB-RB: {len(samples)} samples ({passed} pass), judge {counts}, "
-          f"{len(pairs)} pairs from {len({p.problem_id for p in pairs})} problems")
+    print("toy LCB-RB: " + "; ".join(f"{k}: {n}" for k, n in counts.items()))
+
+
+def lcbrb_records(sampled):
+    """(task, response) samples as synth's sample and judgment records: the tests run in the
+    sandbox, the toy judge reads the reasoning. Sample ids are "<problem id>/<k>"."""
+    parsed = [data.parse_response(text) for _, text in sampled]
+    results = sandbox.run_batch([(p.code or "", t.problem.tests) for (t, _), p in zip(sampled, parsed)])
+    samples, judgments, seen = [], {}, Counter()
+    for (t, text), p, r in zip(sampled, parsed, results):
+        sid = f"{t.problem.id}/{seen[t.problem.id]}"
+        seen[t.problem.id] += 1
+        samples.append({"id": sid, "problem_id": t.problem.id, "response": text,
+                        "generator": "toy policy", "passed": r.all_passed})
+        judgments[sid] = {"verdict": judge(t, p.think, p.code), "judge": "toy rules",
+                          "justification": ""}
+    return samples, judgments
 
 
 def hash_seed(*parts):

@@ -91,6 +91,11 @@ def test_toy_judge_on_the_papers_scale(tasks):
     assert toy.judge(t, flawed, t.code) == "None"
     assert toy.judge(t, sound, None) == "None"
     assert toy.judge(t, "", t.code) == "None"
+    # every task of every family: the key step is found whatever its constant (a count_char
+    # letter may also stand in the words before it, as 'h' does in "the")
+    every = tasks[0] + tasks[1]
+    assert [toy.judge(t, "\n".join(t.flawed_steps), t.flawed_code) for t in every] == ["Yes"] * len(every)
+    assert [toy.judge(t, "\n".join(t.steps), t.code) for t in every] == ["No"] * len(every)
 
 
 def test_warm_start_corpus_mixes_right_flawed_and_buggy(tasks):
@@ -103,6 +108,26 @@ def test_warm_start_corpus_mixes_right_flawed_and_buggy(tasks):
     assert parsed.format_ok and parsed.code.strip() in {tasks[0][0].code.strip(),
                                                         tasks[0][0].flawed_code.strip(),
                                                         tasks[0][0].buggy_code.strip()}
+
+
+def test_toy_lcbrb_pairs_sound_and_right_with_flawed_and_wrong(tasks):
+    from synth import benchmark_pairs
+    evals = tasks[1][:6]
+    right = lambda t: toy.completion(t.steps, t.code)                 # passes, judged sound
+    flawed = lambda t: toy.completion(t.flawed_steps, t.flawed_code)   # fails, judged flawed
+    buggy = lambda t: toy.completion(t.steps, t.buggy_code)           # fails, not judged flawed
+    sampled = [(t, make(t)) for t in evals[:4] for make in (right, flawed, buggy)]
+    sampled += [(t, right(t)) for t in evals[4:]]                      # one-sided problems
+    samples, judgments = toy.lcbrb_records(sampled)
+    verdicts = [(s["passed"], judgments[s["id"]]["verdict"]) for s in samples]
+    assert verdicts[:2] == [(True, "No"), (False, "Yes")] and verdicts[2][0] is False
+    assert [s["id"] for s in samples[:3]] == [f"{evals[0].problem.id}/{k}" for k in range(3)]
+    statements = {t.problem.id: t.problem.statement for t in evals}
+    pairs, counts = benchmark_pairs(samples, judgments, statements, 0, source="toy-lcbrb")
+    think = lambda text: data.parse_response(text).think
+    assert [(p.problem_id, p.chosen, p.rejected, p.source) for p in pairs] == \
+        [(t.problem.id, think(right(t)), think(flawed(t)), "toy-lcbrb") for t in evals[:4]]
+    assert counts["problems dropped: only chosen samples"] == 2
 
 
 def test_minimal_speedrun_builds_everything_and_reports(tmp_path):
