@@ -981,6 +981,10 @@ def _compile(source, name):
 def _serve(site_dirs):
     warnings = _server_setup(site_dirs)
     sys.path.extend(site_dirs)
+    # Compiling model-written code warns ("invalid decimal literal" for `1if`): nothing the
+    # trainer can act on, and thousands of programs would flood its log (stderr is shared).
+    from warnings import filterwarnings
+    filterwarnings("ignore", module="<(solution|test)>")
     # Warm imports of what contest code uses most, so a child never pays for them.
     import bisect, collections, copy, functools, heapq, itertools, operator, re  # noqa
     import string  # noqa

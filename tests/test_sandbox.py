@@ -453,6 +453,18 @@ def test_cli_exit_status(tmp_path):
     assert bad.returncode == 1 and "wrong_answer" in bad.stdout and "1/2 passed" in bad.stdout
 
 
+def test_programs_compile_warnings_stay_out_of_the_callers_stderr(tmp_path):
+    # `1if` compiles with a SyntaxWarning; a trainer's log would get one per program
+    (tmp_path / "sol.py").write_text("def f():\n    return 1if True else 0\nprint(f())\n")
+    (tmp_path / "t.json").write_text(json.dumps([stdio("", "1"),
+                                                 asserts("assert f() == 1if True else 0\n", None)]))
+    cmd = [sys.executable, os.path.join(REPO, "sandbox.py"), str(tmp_path / "sol.py"),
+           str(tmp_path / "t.json")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0 and "2/2 passed" in r.stdout
+    assert "Warning" not in r.stderr, r.stderr
+
+
 def test_fork_floor_runner_counts_passes_by_exit_status():
     """runs/fork_floor.py's reference runner (a benchmark, not a sandbox) must keep working."""
     import importlib.util
