@@ -180,9 +180,10 @@ def reward_scores(model, tokenizer, texts, device, max_length=None, batch_size=N
     return torch.cat(scores)
 
 
-def _logprob_entropy(logits, targets, with_entropy):
-    """fp32 log p(target) = logit[target] - logsumexp(logits); entropy = logsumexp - sum p * logit."""
-    logits = logits.float()
+def _logprob_entropy(logits, targets, with_entropy, temperature=1.0):
+    """fp32 log p(target) = logit[target] - logsumexp(logits); entropy = logsumexp - sum p * logit.
+    The logits are divided by temperature first, as the sampler divides them."""
+    logits = logits.float() / temperature
     norm = torch.logsumexp(logits, dim=-1)
     logprob = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - norm
     if not with_entropy:
@@ -190,11 +191,13 @@ def _logprob_entropy(logits, targets, with_entropy):
     return logprob, norm - (torch.softmax(logits, dim=-1) * logits).sum(-1)
 
 
-def token_logprobs(model, input_ids, attention_mask, return_entropy=False):
+def token_logprobs(model, input_ids, attention_mask, return_entropy=False, temperature=1.0):
     """Log-prob of each token given its prefix: [B, T-1], column t scores input_ids[:, t+1].
 
     Positions whose token or preceding token is padding are 0. With return_entropy,
-    also the entropy of the predictive distribution at the same positions.
+    also the entropy of the predictive distribution at the same positions. temperature:
+    that of the distribution the tokens were sampled from (logits / temperature), so that
+    an RL ratio compares the policy that sampled with the one being trained.
 
     Memory: the model's own logits [B, T, V] (bf16 on GPU) are unavoidable; the fp32
     log-softmax is made only LOGPROB_CHUNK positions at a time, and with grad enabled
@@ -212,7 +215,7 @@ def token_logprobs(model, input_ids, attention_mask, return_entropy=False):
         pieces = []
         for start in range(0, targets.shape[1], LOGPROB_CHUNK):
             args = (logits[row, start:start + LOGPROB_CHUNK], targets[row, start:start + LOGPROB_CHUNK],
-                    return_entropy)
+                    return_entropy, temperature)
             pieces.append(checkpoint(_logprob_entropy, *args, use_reentrant=False)
                           if recompute else _logprob_entropy(*args))
         logprob_rows.append(torch.cat([p[0] for p in pieces]))

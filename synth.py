@@ -28,14 +28,13 @@ out/smollm2-135m, if converted, writes words):
         --problems=deepcoder_train.jsonl --out_dir=out/od
     torchrun ... synth.py rewrite (same flags);  python synth.py pairs (same flags)
     torchrun --standalone --nproc_per_node=8 train_rm.py config/rm_qwen7b.py \
-        --pairs_file=out/od/pairs_train.jsonl
-    python train_rm.py --eval_only=True --init_from=out/rm/best --eval_files=out/od/pairs_val.jsonl
+        --pairs_file=out/od/pairs_train.jsonl --val_file=out/od/pairs_val.jsonl
 LCB-RB on LiveCodeBench (paper: 50 samples at temperature 1.0, a stronger judge):
     torchrun ... synth.py sample --model=DIR --problems=lcb.jsonl --out_dir=out/lcbrb
     torchrun ... synth.py judge --model=DIR --judge_model=JUDGE_DIR (same flags)
     python synth.py benchmark --problems=lcb.jsonl --out_dir=out/lcbrb
 Score baseline:  synth.py score ... then  train_rm.py --objective=score
-    --grades_file=out/od/grades_train.jsonl
+    --grades_file=out/od/grades_train.jsonl --val_file=out/od/grades_val.jsonl
 
 Choices and why:
 - Resumable: every model stage appends one JSON line per finished item (dropped items

@@ -14,7 +14,8 @@ reward model on first use:
     torchrun --standalone --nproc_per_node=2 train_grpo.py      (FSDP2 over gloo)
 A tiny random model, a few steps in under a minute (checks the loop, learns nothing):
     python train_grpo.py config/grpo_cpu_tiny.py
-8 GPUs, the paper's settings (Qwen2.5-Coder-7B-Instruct, batch 32 x 8, 4096 new tokens):
+8 GPUs, the paper's settings (Qwen2.5-Coder-7B-Instruct, 32 prompts a step, 4096 new
+tokens; the paper gives no group size, 8 samples a prompt is our choice):
     torchrun --standalone --nproc_per_node=8 train_grpo.py config/pgrpo_qwen7b.py
 Continue a killed run:  ... --init_from=resume
 
@@ -74,7 +75,7 @@ prompts_per_step = 8  # paper: 32
 group_size = 8
 max_new_tokens = 192  # paper: 4096
 max_prompt_tokens = 512
-temperature = 1.0
+temperature = 1.0  # rollouts'; the loss's log-probs are taken at it too
 top_p = 1.0
 learning_rate = 5e-5  # paper: 1e-6 for a 7B model; a tiny model needs larger steps
 warmup_steps = 0
@@ -243,8 +244,9 @@ def score_responses(problems, texts, mode, rm, rm_tokenizer, device, workers):
         # scored when a reward model is loaded, to log the thinking score
         gate = {"outcome": outcome, "posterior": outcome, "soft": pass_rate,
                 "additive": torch.ones_like(outcome), "all": torch.ones_like(outcome)}[mode]
-        think = torch.full_like(outcome, float("nan"))
-        think[gate > 0] = 0.0     # a passing response without reasoning gets the lowest Rt
+        think = torch.full_like(outcome, float("nan"))   # no reward model: no Rt to log
+        if rm is not None:
+            think[gate > 0] = 0.0     # a passing response without reasoning gets the lowest Rt
         todo = [i for i in range(len(texts)) if gate[i] > 0 and parsed[i].think]
         t0 = time.time()
         if todo and rm is not None:
@@ -271,11 +273,12 @@ def pad_batch(rows, pad_id, device):
     return ids.to(device), mask.to(device)
 
 
-def response_logprobs(model, seqs, pad_id, device, with_entropy=False):
+def response_logprobs(model, seqs, pad_id, device, with_entropy=False, temperature=1.0):
     """Log-probs (and entropies) of the response tokens of (prompt_ids, response_ids)
-    pairs, as [B, R] right-aligned with a mask, R the longest response."""
+    pairs, as [B, R] right-aligned with a mask, R the longest response. temperature: the
+    rollout's, so that they are those of the distribution the responses were sampled from."""
     ids, attn = pad_batch([p + r for p, r in seqs], pad_id, device)
-    out = token_logprobs(model, ids, attn, return_entropy=with_entropy)
+    out = token_logprobs(model, ids, attn, return_entropy=with_entropy, temperature=temperature)
     lp, ent = out if with_entropy else (out, None)
     width = max(len(r) for _, r in seqs)
     resp_mask = torch.zeros((len(seqs), width), device=device)
@@ -443,9 +446,11 @@ if __name__ == "__main__":
         with torch.no_grad(), autocast:
             for s, e in micro_slices:
                 if not on_policy:
-                    old_lp[s] = response_logprobs(policy, seqs[s:e], tokenizer.pad_token_id, device)[0]
+                    old_lp[s] = response_logprobs(policy, seqs[s:e], tokenizer.pad_token_id, device,
+                                                  temperature=temperature)[0]
                 if ref is not None:
-                    ref_lp[s] = response_logprobs(ref, seqs[s:e], tokenizer.pad_token_id, device)[0]
+                    ref_lp[s] = response_logprobs(ref, seqs[s:e], tokenizer.pad_token_id, device,
+                                                  temperature=temperature)[0]
         t_old = time.time()
 
         # -------- rewards and advantages
@@ -471,7 +476,8 @@ if __name__ == "__main__":
                         policy.set_requires_gradient_sync(e >= m1)
                     with autocast:
                         lp, ent, mask = response_logprobs(policy, seqs[s:e], tokenizer.pad_token_id,
-                                                          device, with_entropy=True)
+                                                          device, with_entropy=True,
+                                                          temperature=temperature)
                     mask = mask * keep_seq[s:e, None]
                     old = lp.detach() if on_policy else old_lp[s]
                     loss, st = policy_loss(lp.float(), old.float(), adv[s:e], mask, eps_low,

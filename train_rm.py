@@ -22,6 +22,9 @@ Choices and why:
   halves the weight all-gathers.
 - The 9:1 train/validation split is by problem: pairs of one problem share the statement
   and much of the reasoning, so splitting by pair would leak near-copies into validation.
+  synth.py writes its pairs already split (pairs_train/pairs_val.jsonl): pass both, with
+  --val_file, so that the data is split once, as in the paper; with pairs_file alone,
+  val_fraction of its problems are held out here.
 - Effective batch (paper: 128 pairs) = micro_batch_size * accumulation steps * world size.
   Each rank takes a contiguous share of every global batch, whose order comes from the
   seed alone, so the run is the same for any number of ranks. The loss is scaled so the
@@ -44,7 +47,8 @@ Choices and why:
   accuracy is then the share of validation item pairs with different grades that the
   model orders like the grades; the rest (split, batches, checkpoints, early stopping,
   resume, --eval_only on pair files) is the same as for pairs:
-      python train_rm.py --objective=score --grades_file=out/od/grades_train.jsonl
+      python train_rm.py --objective=score --grades_file=out/od/grades_train.jsonl \
+          --val_file=out/od/grades_val.jsonl
 """
 
 import json
@@ -87,7 +91,8 @@ max_steps = -1  # stop after this many optimizer steps; -1: run all epochs
 max_length = 512  # tokens per text (problem + reasoning); longer ones are truncated
 margin = 0.0  # BT margin m: -log sigmoid(r_c - r_r - m)
 center_coef = 0.0  # weight of the reward-centering term mean((r_c + r_r)^2)
-val_fraction = 0.1
+val_fraction = 0.1  # share of the problems held out for validation (when val_file is empty)
+val_file = ""  # validation pairs (or grades) of their own, e.g. synth.py's pairs_val.jsonl
 seed = 1337
 eval_interval = 20  # optimizer steps between validations (and checkpoints)
 patience = 3  # validations without improvement before stopping; 0: never stop early
@@ -212,6 +217,20 @@ def split_by_problem(pairs, val_fraction, seed):
         val_idx.update(groups[key])
     return ([p for i, p in enumerate(pairs) if i not in val_idx],
             [p for i, p in enumerate(pairs) if i in val_idx])
+
+
+def training_split(items, val_items, val_fraction, seed):
+    """(train, validation). With a validation set of its own (val_items: synth.py already
+    split its data 9:1 by problem into *_train and *_val files), all of items trains, and no
+    problem may be on both sides; without one (None), split_by_problem(items)."""
+    if val_items is None:
+        return split_by_problem(items, val_fraction, seed)
+    problems = lambda group: {i.problem_id or i.prompt for i in group}
+    shared = problems(items) & problems(val_items)
+    if shared:
+        raise ValueError(f"the validation file shares {len(shared)} problems with the training "
+                         f"data (e.g. {sorted(shared)[0]!r}): validation would not be held out")
+    return items, val_items
 
 
 def epoch_batches(n, batch_size, seed, epoch):
@@ -369,7 +388,7 @@ if __name__ == "__main__":
         make_tiny_checkpoint(init_from)
     if is_main():  # the toy world, built on first use when a setting points into it
         used = eval_files if eval_only else grades_file if objective == "score" else pairs_file
-        toy.ensure_for([init_from, *used.split(",")])
+        toy.ensure_for([init_from, *used.split(","), *val_file.split(",")])
     barrier()
 
     if eval_only:
@@ -391,11 +410,14 @@ if __name__ == "__main__":
         unit = "graded reasonings" if objective == "score" else "pairs"
         # the second figure of the log lines: pairs' mean margin, grades' mean abs error
         spread_name, spread_key = ("mae", "mae") if objective == "score" else ("margin", "mean_margin")
-        items = load_grade_files(grades_file) if objective == "score" else load_pair_files(pairs_file)
-        train_items, val_items = split_by_problem(items, val_fraction, seed)
+        load = load_grade_files if objective == "score" else load_pair_files
+        items = load(grades_file if objective == "score" else pairs_file)
+        train_items, val_items = training_split(items, load(val_file) if val_file else None,
+                                                val_fraction, seed)
         if not val_items:
-            raise ValueError(f"validation split is empty ({len(items)} {unit}, val_fraction "
-                             f"{val_fraction}); early stopping and best/ need one")
+            raise ValueError((f"{val_file} holds no {unit}" if val_file else
+                              f"validation split is empty ({len(items)} {unit}, val_fraction "
+                              f"{val_fraction})") + "; early stopping and best/ need them")
         if batch_size % world_size or len(train_items) < batch_size:
             raise ValueError(f"batch_size {batch_size} must divide by world size {world_size} "
                              f"and not exceed the {len(train_items)} training {unit}")
@@ -403,7 +425,8 @@ if __name__ == "__main__":
         total_steps = epochs * steps_per_epoch
         total_steps = min(total_steps, max_steps) if max_steps > 0 else total_steps
         per_rank = batch_size // world_size
-        print0(f"{unit}: {len(items)} ({len(train_items)} train, {len(val_items)} validation); "
+        print0(f"{unit}: {len(train_items) + len(val_items)} ({len(train_items)} train, "
+               f"{len(val_items)} validation{' from ' + val_file if val_file else ''}); "
                f"{steps_per_epoch} steps per epoch, {len(train_items) % batch_size} {unit} of "
                f"an incomplete batch dropped per epoch; {total_steps} steps; "
                f"{math.ceil(per_rank / micro_batch_size)} micro-batches per step per rank")

@@ -1,6 +1,7 @@
 # P-GRPO with the paper's RL settings (ReCode, arXiv 2508.05170): Qwen2.5-Coder-7B-Instruct,
-# 32 prompts x 8 samples per step, 4096 new tokens, constant lr 1e-6, clip-higher
-# 0.2 / 0.28, token-level loss, no KL, 1600 steps; the paper used 8x A800 80GB.
+# 32 prompts per step, 4096 new tokens, constant lr 1e-6, clip-higher 0.2 / 0.28,
+# token-level loss, no KL, 1600 steps; the paper used 8x A800 80GB. It does not give its
+# group size or sampling temperature: 8 samples a prompt at temperature 1.0 are ours.
 #   torchrun --standalone --nproc_per_node=8 train_grpo.py config/pgrpo_qwen7b.py
 # (set train_file / eval_file / rm_from below or by flag to your files)
 init_from = "Qwen/Qwen2.5-Coder-7B-Instruct"
@@ -10,10 +11,10 @@ eval_file = "data/lcb_eval.jsonl"  # e.g. LiveCodeBench code_generation_lite rec
 out_dir = "out/pgrpo_qwen7b"
 reward_mode = "posterior"
 prompts_per_step = 32
-group_size = 8
+group_size = 8  # not in the paper
 max_new_tokens = 4096
 max_prompt_tokens = 2048
-temperature = 1.0
+temperature = 1.0  # not in the paper
 learning_rate = 1e-6
 eps_low, eps_high = 0.2, 0.28
 loss_agg = "token_mean"

@@ -1,6 +1,8 @@
 # The paper's reward model: Qwen2.5-Coder-7B base, batch 128, lr 1e-6, 2 epochs, a 9:1
 # split by problem with early stopping on validation accuracy. For 8 GPUs:
 #   torchrun --standalone --nproc_per_node=8 train_rm.py config/rm_qwen7b.py
+# synth.py's pairs come split already: add --pairs_file=out/od/pairs_train.jsonl
+# --val_file=out/od/pairs_val.jsonl (then val_fraction is not used).
 init_from = "Qwen/Qwen2.5-Coder-7B"  # or a local copy of it
 pairs_file = "data/rm_pairs.jsonl"  # opt_deg + ori_deg + opt_ori pairs, all three kinds
 out_dir = "out/rm_qwen7b"

@@ -163,6 +163,20 @@ def test_token_logprobs_left_padded_batch_equals_single_forward(tokenizer, polic
     assert (entropy >= 0).all() and (logprobs <= 0).all()
 
 
+def test_token_logprobs_at_a_temperature_are_the_sampled_distributions(tokenizer, policy):
+    # the sampler draws from softmax(logits / T); the RL ratio must use the same
+    ids, mask = padded(tokenizer, TEXTS)
+    valid = (mask[:, :-1] * mask[:, 1:]).bool()
+    with torch.no_grad():
+        got = M.token_logprobs(policy, ids, mask, temperature=0.7)
+        logits = policy(input_ids=ids, attention_mask=mask,
+                        position_ids=M.position_ids_from_mask(mask)).logits[:, :-1].float()
+        tempered = torch.log_softmax(logits / 0.7, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        plain = M.token_logprobs(policy, ids, mask)
+    torch.testing.assert_close(got[valid], tempered[valid], atol=1e-5, rtol=0)
+    assert (got[valid] - plain[valid]).abs().max() > 1e-3
+
+
 def test_token_logprobs_gradients_match_direct_computation(tokenizer, policy, monkeypatch):
     ids, mask = padded(tokenizer, TEXTS)
     valid = (mask[:, :-1] * mask[:, 1:]).bool()

@@ -162,18 +162,27 @@ def test_policy_loss_gradient_matches_finite_differences():
     assert lp.grad.item() == 0.0
 
 
-def test_passing_code_without_reasoning_gets_rt_zero_not_nan():
+def test_passing_code_without_reasoning_gets_rt_zero_not_nan(monkeypatch):
     """A response can pass the tests with no <think> at all: its gate is open, there is
     nothing for the reward model to score, and the reward must stay finite."""
+    import train_grpo
+    monkeypatch.setattr(train_grpo, "reward_scores",    # a reward model that scores 2.0
+                        lambda rm, tok, texts, *a, **k: torch.full((len(texts),), 2.0))
     problem = data.load_problems(FIXTURE)[0]                       # add(a, b)
     texts = ["```python\ndef add(a, b):\n    return a + b\n```",  # passes, no tags
              GOOD.replace("a + b", "a * b")]                          # formatted, fails
     for mode in ("posterior", "soft", "additive"):
-        s = score_responses([problem] * 2, texts, mode, None, None, "cpu", 1)()
+        s = score_responses([problem] * 2, texts, mode, "rm", None, "cpu", 1)()
         assert s["outcome"].tolist() == [1.0, 0.0] and s["fmt"].tolist() == [0.0, 1.0]
         assert s["think"][0] == 0.0
+        assert s["think"][1].isnan() == (mode != "additive")    # scored where its gate is open
         r = gated_reward(s["fmt"], s["outcome"], s["think"], s["pass_rate"], mode)
         assert torch.isfinite(r).all() and r[0] == 1.0
+    # outcome mode may run with no reward model: no Rt at all, rather than a logged 0
+    s = score_responses([problem] * 2, texts, "outcome", None, None, "cpu", 1)()
+    assert s["think"].isnan().all()
+    assert torch.isfinite(gated_reward(s["fmt"], s["outcome"], s["think"], s["pass_rate"],
+                                       "outcome")).all()
 
 
 def test_step_problems_cover_each_epoch_once():

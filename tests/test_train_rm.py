@@ -11,7 +11,7 @@ import train_rm
 from configurator import configure
 from data import Pair, load_pairs
 from train_rm import (bradley_terry_loss, epoch_batches, evaluate_pairs, improves,
-                      pair_metrics, split_by_problem)
+                      pair_metrics, split_by_problem, training_split)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "tests", "fixtures", "toy_pairs.jsonl")
@@ -118,6 +118,15 @@ def test_split_by_problem_leaves_training_data():
     pairs = synthetic_pairs(2)
     train, val = split_by_problem(pairs, 0.9, seed=0)
     assert train and val
+
+
+def test_a_validation_file_of_its_own_is_not_split_again():
+    pairs = synthetic_pairs()
+    train, val = split_by_problem(pairs, 0.1, seed=0)        # as synth.py's pairs_train/_val
+    assert training_split(train, val, 0.1, seed=0) == (train, val)
+    assert training_split(pairs, None, 0.1, seed=0) == split_by_problem(pairs, 0.1, seed=0)
+    with pytest.raises(ValueError, match="shares 1 problems"):
+        training_split(train, val + [train[0]], 0.1, seed=0)
 
 
 def test_epoch_batches_are_full_seeded_and_reshuffled():
@@ -246,6 +255,18 @@ def test_early_stopping_after_patience_evaluations(tiny, tmp_path):
     assert max(r["step"] for r in rows) == 4
     assert "early stop at step 4" in stdout
     assert read_extra(os.path.join(out, "best"))["step"] == 0
+
+
+def test_a_validation_file_is_used_as_it_is(tiny, tmp_path):
+    from data import save_pairs
+    train, val = split_by_problem(load_pairs(TOY), 0.25, seed=5)
+    paths = [str(tmp_path / name) for name in ("train.jsonl", "val.jsonl")]
+    for part, path in zip((train, val), paths):
+        save_pairs(part, path)
+    stdout = run_train(SHORT + [f"--init_from={tiny}", f"--out_dir={tmp_path / 'run'}",
+                                f"--pairs_file={paths[0]}", f"--val_file={paths[1]}"])
+    assert f"pairs: 72 ({len(train)} train, {len(val)} validation from {paths[1]})" in stdout
+    assert {r["n"] for r in read_metrics(str(tmp_path / "run")) if r["kind"] == "eval"} == {len(val)}
 
 
 def test_eval_only_reports_per_pair_type(reference, tmp_path):
