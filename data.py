@@ -466,7 +466,20 @@ PROBLEM_FORMATS = {
 }
 
 
+# what a format cannot give, said wherever its problems are loaded (eval puts it in its table)
+FORMAT_NOTES = {
+    "mbppplus": "MBPP+ v0.1.0 files hold no expected outputs for base_input/plus_input, so only "
+                "the `assertion` field (MBPP's base tests) is run: a pass rate on these "
+                "problems is not an MBPP+ score.",
+}
+
+
 def _sniff(rec, path):
+    if "test_list" in rec and isinstance(rec.get("test"), str):
+        raise LoadError(path, "first record", "test", "this looks like evalplus/mbppplus from the "
+                        "Hugging Face Hub: its MBPP+ tests are a script in 'test', which this "
+                        "loader does not read, and as MBPP only the base asserts of 'test_list' "
+                        "would run. Pass fmt='mbpp_sanitized' to score those knowingly")
     for name, (convert, needed) in PROBLEM_FORMATS.items():
         if all(k in rec for k in needed):
             return name, convert
@@ -484,7 +497,12 @@ def load_problems(path, fmt="auto", strict=False, limit=None, stats=None):
         pick = lambda rec, p: (fmt, PROBLEM_FORMATS[fmt][0])  # noqa: E731
     else:
         raise ValueError(f"unknown fmt {fmt!r}; one of auto, {', '.join(PROBLEM_FORMATS)}")
-    return _load(read_rows(path), path, pick, strict, limit, stats, "problems")
+    stats = {} if stats is None else stats
+    problems = _load(read_rows(path), path, pick, strict, limit, stats, "problems")
+    stats["note"] = FORMAT_NOTES.get(stats["format"], "")
+    if stats["note"]:
+        print(f"data: {path}: {stats['note']}", file=sys.stderr)
+    return problems
 
 
 def load_problems_jsonl(path, strict=False, limit=None, stats=None):

@@ -42,6 +42,10 @@ Choices and why:
   nor on resuming. Greedy decoding can still change with the batch when two tokens'
   logits tie to within rounding: padding changes the order of the float arithmetic.
 - pass@k uses the unbiased estimator of the Codex paper (pass_at_k), averaged over problems.
+  Records the loader leaves out (bad tests) are in no figure; the table says how many, and
+  what the file's format cannot give (data.FORMAT_NOTES).
+- Limits: test_timeout per test; program_timeout caps a program's tests together only when
+  set, since benchmark harnesses bound each test and a problem may have dozens.
 """
 
 import hashlib
@@ -81,6 +85,7 @@ run_name = ""  # "" = <model>-<benchmark>-<prompt_style>
 save_responses = True  # keep the response texts in the per-problem records
 sandbox_workers = 0  # 0 = this machine's cores / ranks on it
 test_timeout = 6.0  # seconds per test
+program_timeout = 0.0  # seconds for all tests of a program; 0 = no cap but test_timeout per test
 dtype = "auto"  # auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16
 threads = 0  # torch CPU threads per process; 0 = torch's default
 
@@ -88,7 +93,7 @@ PROMPT_STYLES = ("rl", "plain")
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```")
 # settings that change results: a resumed run must match them
 RESULT_SETTINGS = ("init_from", "benchmark_file", "prompt_style", "n_samples", "temperature",
-                   "top_p", "max_new_tokens", "seed", "test_timeout", "dtype")
+                   "top_p", "max_new_tokens", "seed", "test_timeout", "program_timeout", "dtype")
 ERROR_CHARS = 300  # of a failing sample's first error, kept for inspection
 
 # ---------------------------------------------------------------- pass@k
@@ -290,6 +295,29 @@ def build_summary(records, ks, meta):
             "by_difficulty": {d: summarize(rs, ks) for d, rs in sorted(groups.items())}}
 
 
+def sandbox_limits(problems, test_timeout, program_timeout):
+    """The sandbox limits of a run. Benchmark harnesses (LiveCodeBench's among them) bound
+    each test, not the sum over a program's tests, and a problem may have dozens of large
+    ones: by default (program_timeout 0) the program cap only backs up the per-test one."""
+    most = max([len(p.tests) for p in problems] + [1])
+    return sandbox.Limits(test_timeout=test_timeout,
+                          program_timeout=program_timeout or test_timeout * most + 1.0)
+
+
+def left_out_text(load_stats):
+    """The file's records the loader left out (none of them is in any figure), and what the
+    loader says its format lacks, as a sentence for the table; "" when there is neither."""
+    skipped = load_stats.get("skipped") or {}
+    text = ""
+    if skipped:
+        text += (f" **{sum(skipped.values())} record(s) of the file were left out by the loader "
+                 "and are in no figure:** " + "; ".join(f"{k} x{n}" for k, n in skipped.items())
+                 + ".")
+    if load_stats.get("note"):
+        text += f" Note: {load_stats['note']}"
+    return text
+
+
 def _cell(value, digits=1, percent=False):
     if value is None:
         return "-"
@@ -303,7 +331,8 @@ def markdown_table(summary):
     lines = [f"**{summary['model']}** on **{summary['benchmark']}**, prompt {s['prompt_style']}, "
              f"{s['n_samples']} sample(s) at temperature {s['temperature']}, max_new_tokens "
              f"{s['max_new_tokens']}; wall time {summary['wall_time_s']:.0f} s for "
-             f"{summary['problems_this_run']} problem(s) this run; {summary['skipped']} skipped.",
+             f"{summary['problems_this_run']} problem(s) this run; {summary['skipped']} skipped "
+             f"(prompt style).{left_out_text(summary.get('load_stats', {}))}",
              "",
              "| subset | problems | " + " | ".join(f"pass@{k} %" for k in ks)
              + " | format % | mean response tokens | truncated % |",
@@ -393,11 +422,11 @@ if __name__ == "__main__":
     hf_logging.disable_progress_bar()
     workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) //
                                      int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-    limits = sandbox.Limits(test_timeout=test_timeout)
 
     # ------------------------------------------------ problems and the results file
     problems, bench_file, load_stats = load_benchmark(benchmark, toy_file)
     problems = problems[:limit] if limit > 0 else problems
+    limits = sandbox_limits(problems, test_timeout, program_timeout)
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -410,6 +439,8 @@ if __name__ == "__main__":
     tokenizer = load_tokenizer(init_from)
     askable = [p for p in problems if build_prompt(p, tokenizer, prompt_style) is not None]
     skipped = len(problems) - len(askable)
+    if left_out_text(load_stats):
+        print0(left_out_text(load_stats).strip())
     if skipped:
         print0(f"skipped {skipped} of {len(problems)} problems: prompt_style {prompt_style!r} "
                "needs starter code to complete")

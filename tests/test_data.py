@@ -305,6 +305,27 @@ def test_mbpp_fixtures_missing_fields(tmp_path):
         data.load_problems(path, strict=True)
 
 
+def test_mbppplus_is_never_scored_as_mbpp_plus_silently(tmp_path):
+    # the Hub layout of evalplus/mbppplus: sniffed as MBPP it would run only test_list
+    hub = write_jsonl(tmp_path / "hub.jsonl", [
+        {"task_id": 2, "code": "def f(x):\n    return x", "prompt": "identity",
+         "source_file": "x", "test_imports": [], "test_list": ["assert f(1) == 1"],
+         "test": "inputs = [[1], [2]]\nfor i in inputs:\n    assert f(*i) == i[0]\n"}])
+    with pytest.raises(data.LoadError, match="evalplus/mbppplus from the Hugging Face Hub"):
+        data.load_problems(hub)
+    stats = {}
+    [p] = data.load_problems(hub, fmt="mbpp_sanitized", stats=stats)    # asked for knowingly
+    assert [t["script"] for t in p.tests] == ["assert f(1) == 1"] and stats["note"] == ""
+    # the v0.1.0 release layout loads, and says that only its base tests run
+    v010 = write_jsonl(tmp_path / "v010.jsonl", [
+        {"task_id": "Mbpp/2", "prompt": '"""\nidentity\n"""', "entry_point": "f",
+         "canonical_solution": "def f(x):\n    return x", "assertion": "assert f(1) == 1",
+         "base_input": [[1]], "plus_input": [[2]], "atol": 0}])
+    stats = {}
+    data.load_problems(v010, stats=stats)
+    assert stats["format"] == "mbppplus" and "not an MBPP+ score" in stats["note"]
+
+
 def test_unknown_format_is_an_error(tmp_path):
     with pytest.raises(data.LoadError, match="unknown format"):
         data.load_problems(write_jsonl(tmp_path / "x.jsonl", [{"foo": 1}]))

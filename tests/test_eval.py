@@ -212,6 +212,24 @@ def test_summary_by_difficulty_and_markdown():
     assert "| unlabelled | 1 | 100.0 | 100.0 | 100.0 | 40 | 0.0 |" in table
 
 
+def test_left_out_records_and_format_notes_reach_the_table():
+    meta = {"model": "m", "benchmark": "b", "settings": {"prompt_style": "rl", "n_samples": 1,
+                                                         "temperature": 0.0, "max_new_tokens": 8},
+            "wall_time_s": 1.0, "problems_this_run": 1, "skipped": 0,
+            "load_stats": {"skipped": {"malformed JSON": 2, "no tests": 1}, "note": "base tests only"}}
+    table = E.markdown_table(E.build_summary([record("a", "easy", [True], [5])], [1], meta))
+    assert "3 record(s) of the file were left out by the loader" in table
+    assert "malformed JSON x2; no tests x1" in table and "Note: base tests only" in table
+    assert E.left_out_text({}) == E.left_out_text({"skipped": {}, "note": ""}) == ""
+
+
+def test_the_program_cap_backs_up_the_per_test_one_unless_set():
+    problems = [data.Problem(id=str(n), statement="s", tests=[{}] * n) for n in (3, 15)]
+    assert E.sandbox_limits(problems, 6.0, 0.0).program_timeout == 6.0 * 15 + 1.0
+    assert E.sandbox_limits(problems, 6.0, 30.0).program_timeout == 30.0
+    assert E.sandbox_limits([], 2.0, 0.0).test_timeout == 2.0
+
+
 def summary_file(path, model, by_difficulty, overall):
     with open(path, "w") as f:
         json.dump({"summary": {"model": model, "benchmark": "lcb", "settings": {"prompt_style": "rl"},
