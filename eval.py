@@ -30,7 +30,7 @@ Choices and why:
   check of the format reward. Eval and training thus measure the same thing.
 - prompt_style "plain": the completion protocol of base-model HumanEval numbers. The
   prompt is the problem's starter code as it is (HumanEval: signature and docstring),
-  without a chat template; the program is prompt + completion, the completion cut at the
+  without a chat template, after the BOS token where the tokenizer adds one by default; the program is prompt + completion, the completion cut at the
   first of STOP_SEQUENCES (a new top-level class, def, comment, if or print, or a closing
   markdown fence: each starts something that is not the function body). A problem
   whose statement is not its starter code gets the statement as a module docstring
@@ -128,6 +128,14 @@ def plain_prompt(problem):
     return f'"""\n{statement}\n"""\n\n{starter}'
 
 
+def bos_text(tokenizer):
+    """The BOS token as text when the tokenizer puts it before every text by default (Llama's
+    and Mistral's do; Qwen's has none). Base-model protocols feed the plain prompt that way,
+    while generate() tokenizes what it is given as it is."""
+    bos = tokenizer.bos_token_id
+    return tokenizer.bos_token if bos is not None and tokenizer("x")["input_ids"][:1] == [bos] else ""
+
+
 def build_prompt(problem, tokenizer, style):
     """The text the model continues, or None when the problem cannot be asked in `style`."""
     if style == "rl":
@@ -179,7 +187,8 @@ def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, worker
     passed) and optionally the response."""
     rows = [(p, j) for p in problems for j in range(n_samples)]
     prompts = [build_prompt(p, tokenizer, style) for p, _ in rows]
-    outs = complete(prompts, [sample_seed(seed, p.id, j) for p, j in rows])
+    lead = bos_text(tokenizer) if style == "plain" else ""     # chat templates hold their own
+    outs = complete([lead + q for q in prompts], [sample_seed(seed, p.id, j) for p, j in rows])
     programs, fmt, tokens, cut_off, errors = [], [], [], [], []
     for prompt, out in zip(prompts, outs):
         if style == "rl":

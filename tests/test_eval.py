@@ -165,6 +165,25 @@ def test_plain_scoring_on_humaneval_canonical_solutions():
     assert all(r["truncated"] == [True] for r in records)       # no stop: cut off
 
 
+def test_plain_prompts_start_with_bos_where_the_tokenizer_adds_one():
+    from tokenizers import processors
+    tok = M.make_tiny_tokenizer()
+    assert E.bos_text(tok) == ""                                  # adds none by default
+    tok._tokenizer.post_processor = processors.TemplateProcessing(   # as Llama's does
+        single="<|bos|> $A", special_tokens=[("<|bos|>", tok.bos_token_id)])
+    assert E.bos_text(tok) == "<|bos|>"
+    [problem] = data.load_humaneval(limit=1)
+    seen = []
+
+    def complete(prompts, seeds):
+        seen.extend(prompts)
+        body = problem.solution[len(problem.starter_code):]
+        return [M.GenerationOutput([], tok(body)["input_ids"], body, True) for _ in prompts]
+    [rec] = E.evaluate_batch([problem], complete, tok, "plain", 1, 0, 1, LIMITS)
+    assert seen == ["<|bos|>" + problem.starter_code] and rec["passed"] == [True]
+    assert tok(seen[0], add_special_tokens=False)["input_ids"][0] == tok.bos_token_id
+
+
 def test_sampled_rows_do_not_depend_on_batching():
     tok = M.make_tiny_tokenizer()
     policy = M.make_tiny_model(tok).eval()
