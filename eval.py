@@ -30,13 +30,14 @@ Choices and why:
   check of the format reward. Eval and training thus measure the same thing.
 - prompt_style "plain": the completion protocol of base-model HumanEval numbers. The
   prompt is the problem's starter code as it is (HumanEval: signature and docstring),
-  without a chat template, after the BOS token where the tokenizer adds one by default; the program is prompt + completion, the completion cut at the
-  first of STOP_SEQUENCES (a new top-level class, def, comment, if or print, or a closing
-  markdown fence: each starts something that is not the function body). A problem
-  whose statement is not its starter code gets the statement as a module docstring
-  first; problems without starter code (stdin programs, MBPP) have nothing to complete
-  and are skipped, counted in the summary. Response tokens count only the tokens up to
-  the end of the stop sequence, as a generator that stops there would have produced.
+  without a chat template, after the BOS token where the tokenizer adds one by default;
+  the program is prompt + completion, the completion cut at the first of STOP_SEQUENCES (a
+  new top-level class, def, comment, if or print, or a closing markdown fence: each starts
+  something that is not the function body). A problem whose statement is not its starter
+  code gets the statement as a module docstring first; problems without starter code
+  (stdin programs, MBPP) have nothing to complete and are skipped, counted in the summary.
+  Response tokens count only the tokens up to the end of the stop sequence, as a generator
+  that stops there would have produced.
 - Sampling: each (problem, sample) row draws from its own stream seeded by (seed, problem
   id, sample index), so results depend neither on batch_size, nor on the number of ranks,
   nor on resuming. Greedy decoding can still change with the batch when two tokens'
@@ -133,7 +134,8 @@ def bos_text(tokenizer):
     and Mistral's do; Qwen's has none). Base-model protocols feed the plain prompt that way,
     while generate() tokenizes what it is given as it is."""
     bos = tokenizer.bos_token_id
-    return tokenizer.bos_token if bos is not None and tokenizer("x")["input_ids"][:1] == [bos] else ""
+    adds_bos = bos is not None and tokenizer("x")["input_ids"][:1] == [bos]
+    return tokenizer.bos_token if adds_bos else ""
 
 
 def build_prompt(problem, tokenizer, style):
