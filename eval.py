@@ -450,8 +450,6 @@ if __name__ == "__main__":
     tokenizer = load_tokenizer(init_from)
     askable = [p for p in problems if build_prompt(p, tokenizer, prompt_style) is not None]
     skipped = len(problems) - len(askable)
-    if left_out_text(load_stats):
-        print0(left_out_text(load_stats).strip())
     if skipped:
         print0(f"skipped {skipped} of {len(problems)} problems: prompt_style {prompt_style!r} "
                "needs starter code to complete")

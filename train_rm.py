@@ -199,6 +199,11 @@ def load_grade_files(paths):
     return [g for path in paths.split(",") if path.strip() for g in load_grades(path.strip())]
 
 
+def problem_of(item):
+    """The problem a pair or graded reasoning belongs to: its problem_id, else its prompt."""
+    return item.problem_id or item.prompt
+
+
 def split_by_problem(pairs, val_fraction, seed):
     """Seeded split into (train, validation) where all pairs of one problem (problem_id, or
     the prompt text when that is empty) land on the same side. Whole problems are moved
@@ -206,7 +211,7 @@ def split_by_problem(pairs, val_fraction, seed):
     one problem stays in training. Each side keeps the input order."""
     groups = {}
     for i, p in enumerate(pairs):
-        groups.setdefault(p.problem_id or p.prompt, []).append(i)
+        groups.setdefault(problem_of(p), []).append(i)
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     target = round(val_fraction * len(pairs))
@@ -225,8 +230,7 @@ def training_split(items, val_items, val_fraction, seed):
     problem may be on both sides; without one (None), split_by_problem(items)."""
     if val_items is None:
         return split_by_problem(items, val_fraction, seed)
-    problems = lambda group: {i.problem_id or i.prompt for i in group}
-    shared = problems(items) & problems(val_items)
+    shared = set(map(problem_of, items)) & set(map(problem_of, val_items))
     if shared:
         raise ValueError(f"the validation file shares {len(shared)} problems with the training "
                          f"data (e.g. {sorted(shared)[0]!r}): validation would not be held out")
