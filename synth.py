@@ -57,6 +57,10 @@ Choices and why:
   cut at max_new_tokens (an unfinished chain would enter the data as "original"); a
   rewrite that does not parse into its two labelled parts, has an empty part, or is
   identical to its source (whitespace aside).
+- Bad input stops a stage with one line naming the file, exit status 1, before it writes
+  anything: a problem file that gives no problem, an earlier stage's file with no record
+  this stage can use (empty, all of other problems, or all dropped: the line says how
+  many and why), a file that is not UTF-8 or not JSONL.
 - Train/validation split by problem: a problem is in validation when a hash of (seed,
   problem id) falls below val_fraction, so it lands on the same side in the pair files
   and the grade files, whatever other problems a run has.
@@ -82,7 +86,7 @@ from tqdm import tqdm
 
 import sandbox
 from configurator import configure
-from data import (DEGRADE_METHODS, OPTIMIZE_METHODS, BadRecord, Pair, degrade_prompt,
+from data import (DEGRADE_METHODS, OPTIMIZE_METHODS, BadRecord, LoadError, Pair, degrade_prompt,
                   initial_reasoning_prompt, judge_prompt, load_problems, optimize_prompt,
                   parse_judge, parse_response, parse_rewrite, parse_score, read_rows, rl_prompt,
                   save_pairs, score_prompt)
@@ -138,7 +142,7 @@ def item_seed(seed, *parts):
 
 
 def read_jsonl(path, torn_end_ok=False):
-    """Records of a JSONL file, [] when it does not exist. A malformed line is an error
+    """Records of a JSONL file, [] when it does not exist. A malformed line is a LoadError
     naming the file and line, except, with torn_end_ok, a last line cut short by a kill,
     which is left out with a note."""
     if not os.path.exists(path):
@@ -151,9 +155,9 @@ def read_jsonl(path, torn_end_ok=False):
                 print(f"synth: {path}, {where}: left out a partial record (a write cut off "
                       "by a kill); its item will be redone", file=sys.stderr)
                 break
-            raise ValueError(f"{path}, {where}: {rec.reason}")
+            raise LoadError(path, where, None, rec.reason)
         if isinstance(rec, BadRecord) or "id" not in rec:
-            raise ValueError(f"{path}, {where}: not a record with an 'id' field")
+            raise LoadError(path, where, "id", "not a record with an 'id' field")
         records.append(rec)
     return records
 
@@ -257,13 +261,14 @@ def run_stage(run, name, items, prompt_of, finish):
 
 def stage_records(out_dir, name, by_id, kept_only=True):
     """Records of an earlier stage for the problems in by_id (kept ones only, unless
-    kept_only is False), with a count of what is left out and why."""
+    kept_only is False), with a count of what is left out and why; LoadError when
+    none is left, since the stage would make nothing from it."""
     path = os.path.join(out_dir, f"{name}.jsonl")
     if not os.path.exists(path) and not _part_files(path):
         raise FileNotFoundError(f"{path} does not exist: run the stage that writes it first")
     if _part_files(path):
-        raise ValueError(f"{path}: part files of an unfinished run lie beside it; rerun the "
-                         "stage that writes it (it resumes) before using it")
+        raise LoadError(path, "file", None, "part files of an unfinished run lie beside it; "
+                        "rerun the stage that writes it (it resumes) before using it")
     records, left_out = [], Counter()
     for rec in read_jsonl(path):
         if rec.get("problem_id") not in by_id:
@@ -272,6 +277,10 @@ def stage_records(out_dir, name, by_id, kept_only=True):
             left_out[f"dropped ({rec['status']})"] += 1
         else:
             records.append(rec)
+    if not records:
+        raise LoadError(path, "file", None, "no record to use: " + (
+            f"all {sum(left_out.values())} left out: {tally_text(left_out)}" if left_out
+            else "the file holds none"))
     print(f"{path}: using {len(records)} records" +
           (f"; left out: {tally_text(left_out)}" if left_out else ""), flush=True)
     return records
@@ -668,7 +677,11 @@ if __name__ == "__main__":
     if not problems:
         sys.exit("synth.py: --problems=FILE is required")
     rank, world_size, device = init_ranks()
-    problem_list = load_problems(problems, limit=limit if limit >= 0 else None)
+    try:
+        problem_list = load_problems(problems, limit=limit if limit >= 0 else None,
+                                     allow_empty=False)
+    except (LoadError, OSError) as e:
+        sys.exit(f"synth.py {stage}: error: {e}")
     run = Run(out_dir=out_dir, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,
               generator=(judge_model or model) if stage == "judge" else model)
     if stage in STAGE_DEFAULTS:
@@ -678,22 +691,25 @@ if __name__ == "__main__":
         run.complete = hf_completer(run.generator, device,
                                     default_temperature if temperature < 0 else temperature, top_p,
                                     default_tokens if max_new_tokens < 0 else max_new_tokens)
-    if stage == "reason":
-        reason(run, problem_list, keep_truncated)
-    elif stage == "rewrite":
-        rewrite(run, problem_list, optimize_methods, degrade_methods, max_methods)
-    elif stage == "pairs":
-        make_pairs(run, problem_list, tuple(t.strip() for t in pair_types.split(",") if t.strip()),
-                   val_fraction)
-    elif stage == "sample":
-        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        sample(run, problem_list, n_samples,
-               sandbox_workers or max(1, len(os.sched_getaffinity(0)) // local_ranks))
-    elif stage == "judge":
-        judge(run, problem_list, skip_one_sided)
-    elif stage == "benchmark":
-        make_benchmark(run, problem_list)
-    else:
-        score(run, problem_list, score_rewrites, val_fraction)
+    try:  # the stages read their input files before they write
+        if stage == "reason":
+            reason(run, problem_list, keep_truncated)
+        elif stage == "rewrite":
+            rewrite(run, problem_list, optimize_methods, degrade_methods, max_methods)
+        elif stage == "pairs":
+            make_pairs(run, problem_list,
+                       tuple(t.strip() for t in pair_types.split(",") if t.strip()), val_fraction)
+        elif stage == "sample":
+            local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            sample(run, problem_list, n_samples,
+                   sandbox_workers or max(1, len(os.sched_getaffinity(0)) // local_ranks))
+        elif stage == "judge":
+            judge(run, problem_list, skip_one_sided)
+        elif stage == "benchmark":
+            make_benchmark(run, problem_list)
+        else:
+            score(run, problem_list, score_rewrites, val_fraction)
+    except (LoadError, FileNotFoundError) as e:
+        sys.exit(f"synth.py {stage}: error: {e}")
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -127,6 +127,7 @@ def test_humaneval_offline():
         assert len(p.tests) == 1 and p.tests[0]["kind"] == "assert"
         assert p.entry_point and p.tests[0]["entry_point"] == p.entry_point
         assert "def check(" in p.tests[0]["script"]
+        assert p.tests[0]["prelude"] == p.statement       # the prompt's helpers, trusted
         assert p.solution.startswith(p.statement) and p.starter_code == p.statement
     assert ps[0].id == "HumanEval/0" and ps[0].entry_point == "has_close_elements"
     assert len(data.load_humaneval(limit=3)) == 3
@@ -367,6 +368,142 @@ def test_own_problem_records_are_checked(tmp_path):
         {"id": "a", "statement": "s", "tests": [{"kind": "stdio", "input": "1"}]}])
     with pytest.raises(data.LoadError, match="line 1, field 'tests'.*not a sandbox test"):
         data.load_problems_jsonl(path, strict=True)
+
+
+GOOD_TESTS = [{"kind": "stdio", "input": "1\n", "output": "2\n"},
+              {"kind": "call", "fn": "f", "args": [1, [2]], "expected": None},
+              {"kind": "assert", "script": "assert f(1) == 2", "entry_point": None},
+              {"kind": "assert", "script": "def check(c): pass", "entry_point": "f", "x": 1}]
+
+
+@pytest.mark.parametrize("test,field,words", [
+    ({"kind": "stdio", "input": "1", "output": 2}, "output", "'output' is int, not str"),
+    ({"kind": "stdio", "input": ["1"], "output": "2"}, "input", "'input' is list, not str"),
+    ({"kind": "stdio", "input": "1"}, "output", "stdio test without 'output'"),
+    ({"kind": "call", "fn": 7, "args": [], "expected": 1}, "fn", "'fn' is int, not str"),
+    ({"kind": "call", "fn": "f", "args": "1 2", "expected": 1}, "args", "'args' is str, not list"),
+    ({"kind": "call", "fn": "f", "args": []}, "expected", "without 'expected'"),
+    ({"kind": "assert", "script": ["assert 1"], "entry_point": None}, "script",
+     "'script' is list, not str"),
+    ({"kind": "assert", "script": "assert 1", "entry_point": 3}, "entry_point",
+     "'entry_point' is int, not str or NoneType"),
+    ({"kind": "assert", "script": "assert 1", "prelude": 5}, "prelude", "'prelude' is int"),
+    ({"kind": "call", "fn": "f", "args": [], "expected": {1, 2}.__class__}, "expected",
+     "not plain data"),
+    ({"kind": "stdin", "input": "1", "output": "2"}, "kind", "'stdin', not one of stdio"),
+    ({"kind": ["stdio"], "input": "1", "output": "2"}, "kind", "not one of"),
+    (["stdio", "1", "2"], None, "a list, not a JSON object")])
+def test_check_test_names_the_field(test, field, words):
+    for good in GOOD_TESTS:
+        data.check_test(good)
+    with pytest.raises(data.BadRecord) as e:
+        data.check_test(test)
+    assert e.value.field == field and words in e.value.reason
+
+
+def test_own_problem_records_with_wrongly_typed_tests(tmp_path, capsys):
+    good = {"id": "a", "statement": "s", "tests": GOOD_TESTS}
+    path = write_jsonl(tmp_path / "p.jsonl", [
+        good,
+        dict(good, id="b", tests=[GOOD_TESTS[0], {"kind": "stdio", "input": "1", "output": 2}]),
+        dict(good, id="c", tests=[{"kind": "call", "fn": "f", "args": 5, "expected": 1}])])
+    stats = {}
+    assert [p.id for p in data.load_problems(path, stats=stats)] == ["a"]
+    assert stats["skipped"] == {"bad field 'tests'": 2}
+    assert "line 2: test 1 is not a sandbox test record" in stats["examples"]["bad field 'tests'"]
+    with pytest.raises(data.LoadError, match=r"p\.jsonl, line 2, field 'tests': test 1 .*"
+                       r"stdio test whose 'output' is int, not str"):
+        data.load_problems(path, strict=True)
+
+
+@pytest.mark.parametrize("row,field,words", [
+    ({"problem": "taco call", "tests": {"inputs": [[1]], "outputs": [[2]], "fn_name": 5}},
+     "tests", "'fn' is int"),
+    ({"problem": "taco stdio", "tests": {"inputs": ["1"], "outputs": [2]}}, "tests",
+     "'output' is int"),
+    ({"problem": "prime", "tests": [{"type": "function_call", "fn_name": ["f"], "input": [1],
+                                     "output": [2]}]}, "tests", "'fn' is list"),
+    ({"problem": "prime", "tests": [{"type": "stdin_stdout", "input": 1, "output": "2"}]},
+     "tests", "'input' is int"),
+    ({"problem": "lcb", "metadata": {"func_name": 9},
+      "tests": [{"input": "1", "output": "2", "testtype": "functional"}]}, "tests", "'fn' is int"),
+    ({"problem": "lcb", "tests": [{"input": "1", "output": 2}]}, "tests", "'output' is int")])
+def test_converted_tests_are_checked(tmp_path, row, field, words):
+    path = write_jsonl(tmp_path / "dc.jsonl", [hub_rows()[4], row])
+    assert len(data.load_problems(path)) == 1
+    with pytest.raises(data.LoadError, match=f"line 2, field '{field}': test 0 is not a sandbox "
+                       f"test record: .*{words}"):
+        data.load_problems(path, strict=True)
+
+
+def test_lcb_private_tests_are_checked_under_their_field(tmp_path):
+    row = {"question_content": "q", "public_test_cases": json.dumps([{"input": "1", "output": "2"}]),
+           "private_test_cases": json.dumps([{"input": "1", "output": "2"}, {"input": 1, "output": "2"}])}
+    with pytest.raises(data.LoadError, match="line 1, field 'private_test_cases': test 1 .*'input' is int"):
+        data.load_problems(write_jsonl(tmp_path / "lcb.jsonl", [row]), strict=True)
+
+# ---------------------------------------------------------------- encodings and empty files
+
+
+LATIN1 = b'{"id": "a", "statement": "s", "tests": [{"kind": "stdio", "input": "", "output": "1"}]}\n'
+
+
+def latin1_on_line_3(path):
+    """Two good lines, then one whose statement holds a latin-1 e-acute (byte 0xe9)."""
+    path.write_bytes(LATIN1 + LATIN1.replace(b'"a"', b'"b"') +
+                     LATIN1.replace(b'"a"', b'"c"').replace(b'"s"', b'"caf\xe9"'))
+    return str(path), 2 * len(LATIN1) + LATIN1.index(b'"s"') + 4
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_non_utf8_names_file_line_and_byte(tmp_path, strict):
+    path, offset = latin1_on_line_3(tmp_path / "latin.jsonl")
+    with pytest.raises(data.LoadError, match=rf"latin\.jsonl, line 3: not UTF-8: byte 0xe9 at "
+                       rf"byte offset {offset};"):
+        data.load_problems(path, strict=strict)
+
+
+def test_non_utf8_in_json_array_and_gzip(tmp_path):
+    rows = b'[\n {"problem": "p", "tests": []},\n {"problem": "caf\xe9", "tests": []}\n]'
+    (tmp_path / "a.json").write_bytes(rows)
+    offset = rows.index(b"\xe9")
+    with pytest.raises(data.LoadError, match=rf"a\.json, line 3: not UTF-8: byte 0xe9 at byte "
+                       rf"offset {offset};"):
+        data.load_problems(str(tmp_path / "a.json"))
+    import gzip
+    with gzip.open(tmp_path / "z.jsonl.gz", "wb") as f:
+        f.write(LATIN1 + b'{"x": "\xff"}\n')
+    with pytest.raises(data.LoadError, match=r"z\.jsonl\.gz, line 2: not UTF-8: byte 0xff .* of "
+                       "the decompressed text"):
+        data.load_problems(str(tmp_path / "z.jsonl.gz"))
+
+
+def test_last_line_cut_inside_a_character_is_a_torn_record(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(LATIN1 + '{"id": "b", "statement": "caf\u00e9'.encode()[:-1])  # half of é
+    [(_, _, first), (where, _, torn)] = data.read_rows(str(path))
+    assert first["id"] == "a" and where == "line 2"
+    assert isinstance(torn, data.BadRecord) and torn.key == "malformed JSON"
+    path.write_bytes(LATIN1 + '{"id": "b", "statement": "caf\u00e9'.encode()[:-1] + b"\n")
+    with pytest.raises(data.LoadError, match="line 2: not UTF-8"):   # a whole line: not torn
+        list(data.read_rows(str(path)))
+
+
+@pytest.mark.parametrize("load", [data.load_problems, data.load_pairs])
+def test_a_file_with_nothing_to_load(tmp_path, load, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert load(str(empty)) == []      # allowed unless the caller says otherwise
+    with pytest.raises(data.LoadError, match=r"empty\.jsonl, file: no (problems|pairs): the file "
+                       "holds no records"):
+        load(str(empty), allow_empty=False)
+    bad = write_jsonl(tmp_path / "bad.jsonl", ["{oops", {"id": "a", "statement": "s", "tests": 1,
+                                                         "prompt": "p", "chosen": 1}])
+    capsys.readouterr()
+    with pytest.raises(data.LoadError, match=r"bad\.jsonl, file: no (problems|pairs): all 2 "
+                       r"record\(s\) left out: malformed JSON x1 \(first at line 1: .*\); bad field"):
+        load(bad, allow_empty=False)
+    assert capsys.readouterr().err == ""   # one message: the error says what was left out
 
 
 def test_foreign_pairs_lcb_rb_style(tmp_path, capsys):

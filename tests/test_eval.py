@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -353,6 +354,113 @@ def test_two_ranks_share_the_problems(tmp_path):
         result = json.load(f)
     assert [r["id"] for r in result["records"]] == asked           # the summary keeps problem order
     assert result["summary"]["skipped"] == 3 and result["summary"]["overall"]["n_problems"] == 5
+
+
+# ----------------------------------------------------------------------------- bad input
+def fails_cleanly(*args):
+    """stderr of an eval.py run that must stop on bad input: non-zero exit, no traceback,
+    the message on the last line."""
+    proc = subprocess.run([sys.executable, "eval.py", *args], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def snapshot(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return M.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+def stdin_only(path):
+    data.save_problems([p for p in data.load_problems(FIXTURE) if not p.entry_point], path)
+
+
+def twice(path):
+    data.save_problems(data.load_problems(FIXTURE)[:2] * 2, path)
+
+
+def wrongly_typed(path):
+    bad = {"statement": "s", "tests": [{"kind": "stdio", "input": "1", "output": 2}]}
+    path.write_text("".join(json.dumps(dict(bad, id=i)) + "\n" for i in "ab"))
+
+
+def latin1(path):
+    rows = data.load_problems(FIXTURE)[:3]
+    rows[2] = dataclasses.replace(rows[2], statement="caf\u00e9")
+    data.save_problems(rows, path)
+    path.write_bytes(path.read_bytes().replace("\u00e9".encode(), b"\xe9"))
+
+
+@pytest.mark.parametrize("name,write,flags,message", [
+    ("empty.jsonl", lambda p: p.write_text(""), [],
+     r"empty\.jsonl, file: no problems: the file holds no records$"),
+    ("bad.jsonl", wrongly_typed, [],
+     r"bad\.jsonl, file: no problems: all 2 record\(s\) left out: bad field 'tests' x2 \(first at "
+     r"line 1: test 0 is not a sandbox test record: stdio test whose 'output' is int, not str\)$"),
+    ("latin1.jsonl", latin1, [], r"latin1\.jsonl, line 3: not UTF-8: byte 0xe9 at byte offset \d+"),
+    ("stdin.jsonl", stdin_only, ["--prompt_style=plain"],
+     r"stdin\.jsonl: none of its 3 problem\(s\) can be asked with prompt_style 'plain'"),
+    ("dup.jsonl", twice, [], r"dup\.jsonl: problem id 'add' appears more than once")])
+def test_a_bad_problem_file_stops_before_writing(tmp_path, tiny_checkpoint, name, write, flags,
+                                                 message):
+    bench, out = tmp_path / name, tmp_path / "out"
+    write(bench)
+    out.mkdir()
+    for suffix, text in ((".jsonl", '{"kind": "settings"}\n{"id": "add"}\n'), (".json", "{}"),
+                         (".md", "| all |\n")):
+        (out / f"t{suffix}").write_text(text)    # an earlier run's results, to be kept
+    before = snapshot(out)
+    last = fails_cleanly(f"--init_from={tiny_checkpoint}", f"--benchmark={bench}", f"--out_dir={out}",
+                         "--run_name=t", "--threads=1", *flags)
+    assert re.search(message, last), last
+    assert last.startswith("eval.py: error: ") and str(bench) in last
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("first_line,message", [
+    ('{"kind": "problem", "id": "add"}', r"t\.jsonl, line 1, field 'kind': expected the settings"),
+    ('{"kind": "settings", "max_new_tokens": 3}', r"t\.jsonl, line 1: made with other settings "
+     r".*'max_new_tokens': \(3, 16\)")])
+def test_a_results_file_that_is_not_this_runs_is_kept(tmp_path, tiny_checkpoint, first_line,
+                                                      message):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "t.jsonl").write_text(first_line + '\n{"kind": "problem", "id": "add"}\n{"id": "x", "cut')
+    before = snapshot(out)
+    last = fails_cleanly(f"--init_from={tiny_checkpoint}", f"--benchmark={FIXTURE}",
+                         f"--out_dir={out}", "--run_name=t", "--threads=1", "--max_new_tokens=16")
+    assert re.search(message, last), last
+    assert snapshot(out) == before      # not even the cut line is dropped
+
+
+def test_results_records_without_an_id_are_refused(tmp_path):
+    path = tmp_path / "run.jsonl"
+    settings = {k: 1 for k in E.RESULT_SETTINGS}
+    E.append_records(str(path), [{"kind": "settings", **settings}, {"kind": "problem"}])
+    with pytest.raises(data.LoadError, match=r"run\.jsonl, line 2, field 'id'"):
+        E.read_results(str(path), settings)
+
+
+def test_compare_refuses_files_that_are_not_summaries(tmp_path):
+    good = summary_file(tmp_path / "a.json", "m", {}, figures(1, 1.0, 5))
+    assert E.load_summary(good)["model"] == "m"
+    (tmp_path / "other.json").write_text('{"summary": {"model": "m"}}')
+    with pytest.raises(data.LoadError, match=r"other\.json, file, field 'summary': not the"):
+        E.load_summary(str(tmp_path / "other.json"))
+    (tmp_path / "latin.json").write_bytes(b'{"summary":\n "caf\xe9"}')
+    with pytest.raises(data.LoadError, match=r"latin\.json, line 2: not UTF-8"):
+        E.load_summary(str(tmp_path / "latin.json"))
+    (tmp_path / "empty.json").write_text("")
+    last = fails_cleanly("--compare", good, str(tmp_path / "empty.json"))
+    assert last == f"eval.py --compare: error: {tmp_path / 'empty.json'}, line 1: malformed JSON: " \
+                   "Expecting value"
+    last = fails_cleanly("--compare", good, str(tmp_path / "absent.json"))
+    assert "absent.json" in last and "No such file" in last
 
 
 # ----------------------------------------------------------------------------- GGUF

@@ -68,7 +68,8 @@ def test_stdout_rules():
 def test_value_rules():
     assert sandbox.values_equal([1, (2, 3)], [1, [2, 3]])                  # tuples and lists alike
     assert sandbox.values_equal(0.1 + 0.2, 0.3)
-    assert sandbox.values_equal({"a": [1.0000000001]}, {"a": [1]})
+    assert sandbox.values_equal({"a": [1.0000000001]}, {"a": [1.0]})
+    assert not sandbox.values_equal({"a": [1.0000000001]}, {"a": [1]})    # an int is exact
     assert not sandbox.values_equal({"a": 1}, {"a": 1, "b": 2})
     assert not sandbox.values_equal("1", 1)
     assert not sandbox.values_equal(None, 0)
@@ -165,7 +166,8 @@ def test_work_dir_is_emptied_between_programs(tmp_path):
     (keep / "f").write_text("1")
     prog = ("import os\nprint(sorted(os.listdir('.')), oct(os.stat('.').st_mode & 0o777))\n"
             "os.mkdir('d')\nopen('d/f', 'w').write('1')\nopen('x', 'w').write('1')\n"
-            f"os.symlink({str(keep)!r}, 'link')\nos.chmod('.', 0o777)\n")
+            f"os.symlink({str(keep)!r}, 'link')\n"
+            "try:\n    os.chmod('.', 0o777)\nexcept PermissionError:\n    pass\n")
     res = sandbox.run_batch([(prog, [stdio("", "[] 0o700")])] * 3, workers=1, limits=FAST)
     assert [r.statuses for r in res] == [["passed"]] * 3, [r.first_error for r in res]
     assert (keep / "f").exists()
@@ -313,7 +315,7 @@ def test_hostile_programs_never_pass(tmp_path):
     assert by_name["allocate 50 GB"].statuses == ["memory_limit"]
     assert by_name["print 1 GB"].statuses == ["output_limit"]
     assert by_name["ignore SIGALRM and SIGTERM"].statuses == ["timeout"]
-    assert by_name["sleep forever in a thread"].statuses == ["wrong_answer"]
+    assert by_name["sleep forever in a thread"].statuses == ["timeout"]   # joined, as at exit
     assert by_name["open a socket"].statuses == ["runtime_error"]
     assert elapsed < 30                                  # nothing hangs
     for m in markers:
@@ -368,9 +370,16 @@ def test_a_child_holds_no_earlier_test_script():
         "print(sorted(found))\n")
     script = ("def check(candidate):\n    assert candidate(1) == 'LEAKCHECK:123456789012'\n"
               + "# a test script of realistic size\n" * 100)
-    for _ in range(3):
-        run("def f(x): return 0", [asserts(script, "f")], workers=1)
-    assert run(scan, [stdio("", "[]")], workers=1).all_passed
+    # /proc is closed to children; this test opens it (to them alone) to look inside.
+    sandbox.shutdown()
+    sandbox.EXTRA_READABLE = ("/proc",)
+    try:
+        for _ in range(3):
+            run("def f(x): return 0", [asserts(script, "f")], workers=1)
+        assert run(scan, [stdio("", "[]")], workers=1).all_passed
+    finally:
+        sandbox.EXTRA_READABLE = ()
+        sandbox.shutdown()
 
 
 def test_a_test_runs_on_one_cpu_and_its_server_is_unpinned_after():

@@ -1,6 +1,7 @@
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -419,6 +420,140 @@ def test_later_stages_name_what_is_missing(problems, tmp_path):
     with pytest.raises(ValueError, match="needs a model"):
         synth.reason(synth.Run(str(tmp_path)), problems)
 
+
+def test_stage_records_refuse_a_file_with_nothing_to_use(problems, tmp_path):
+    by_id = {p.id: p for p in problems}
+    path = tmp_path / "reasoning.jsonl"
+    cases = [([], "the file holds none"),
+             ([reasoning_record("elsewhere"), reasoning_record("other")],
+              r"all 2 left out: problem not in --problems/--limit 2"),
+             ([dict(reasoning_record("add"), status="truncated"), reasoning_record("gone")],
+              r"all 2 left out: dropped \(truncated\) 1, problem not in --problems/--limit 1")]
+    for records, words in cases:
+        synth.write_jsonl(str(path), records)
+        with pytest.raises(LoadError, match=r"reasoning\.jsonl, file: no record to use: " + words):
+            synth.stage_records(str(tmp_path), "reasoning", by_id)
+    synth.write_jsonl(str(path), cases[2][0] + [reasoning_record("add")])
+    assert [r["id"] for r in synth.stage_records(str(tmp_path), "reasoning", by_id)] == ["add"]
+
+
+def test_a_part_file_cut_inside_a_character_is_redone(tmp_path):
+    path = tmp_path / "x.part0.jsonl"
+    path.write_bytes(b'{"id": "a"}\n' + '{"id": "b", "reasoning": "caf\u00e9'.encode()[:-1])
+    assert [r["id"] for r in synth.read_jsonl(str(path), torn_end_ok=True)] == ["a"]
+    with pytest.raises(LoadError, match=r"x\.part0\.jsonl, line 2: malformed JSON"):
+        synth.read_jsonl(str(path))
+
+# ---------------------------------------------------------------- bad input through the script
+
+
+def synth_fails_cleanly(stage, *flags):
+    """The last stderr line of a synth.py run that must stop on bad input: non-zero exit,
+    no traceback."""
+    proc = subprocess.run([sys.executable, "synth.py", stage, *flags], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def snapshot(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+def earlier_run(folder):
+    """Files of every stage, as an earlier run left them: none may change."""
+    folder.mkdir()
+    synth.write_jsonl(str(folder / "reasoning.jsonl"), [reasoning_record("add")])
+    for name in ("rewrites", "samples", "judgments", "scores", "pairs_train", "pairs_val",
+                 "lcbrb", "grades_train", "grades_val"):
+        (folder / f"{name}.jsonl").write_text(f'{{"id": "{name} from before"}}\n')
+    return snapshot(folder)
+
+
+WRONG_TYPES = "".join(json.dumps({"id": i, "statement": "s", "tests": [
+    {"kind": "call", "fn": "f", "args": 1, "expected": 2}]}) + "\n" for i in "ab")
+LATIN1 = WRONG_TYPES.encode() + b'{"id": "caf\xe9"}\n'  # a latin-1 e-acute on line 3
+
+
+BAD_PROBLEM_FILES = [  # one case per stage: every stage reads the problem file
+    ("reason", b"\n", r"no problems: the file holds no records$"),
+    ("rewrite", WRONG_TYPES.encode(), r"no problems: all 2 record\(s\) left out: bad field 'tests' "
+     r"x2 \(first at line 1: test 0 is not a sandbox test record: call test whose 'args' is int"),
+    ("pairs", LATIN1, r"line 3: not UTF-8: byte 0xe9 at byte offset \d+"),
+    ("sample", WRONG_TYPES.encode(), r"no problems: all 2 record\(s\) left out"),
+    ("judge", b"", r"no problems: the file holds no records$"),
+    ("benchmark", LATIN1, r"line 3: not UTF-8"),
+    ("score", WRONG_TYPES.encode(), r"no problems: all 2 record\(s\) left out")]
+
+
+def test_the_bad_problem_files_cover_every_stage():
+    assert sorted(stage for stage, _, _ in BAD_PROBLEM_FILES) == sorted(synth.STAGES)
+
+
+@pytest.mark.parametrize("stage,content,message", BAD_PROBLEM_FILES)
+def test_every_stage_stops_on_a_bad_problem_file(tiny, tmp_path, stage, content, message):
+    bad = tmp_path / "problems.jsonl"
+    bad.write_bytes(content)
+    out = tmp_path / "out"
+    before = earlier_run(out)
+    last = synth_fails_cleanly(stage, f"--problems={bad}", f"--out_dir={out}", f"--model={tiny}")
+    assert last.startswith(f"synth.py {stage}: error: {bad}, ") and re.search(message, last), last
+    assert snapshot(out) == before
+
+
+def truncated_reasonings(out):
+    synth.write_jsonl(str(out / "reasoning.jsonl"),
+                      [dict(reasoning_record(pid), status="truncated") for pid in ("add", "square")])
+
+
+def empty_rewrites(out):
+    synth.write_jsonl(str(out / "reasoning.jsonl"), [reasoning_record("add")])
+    (out / "rewrites.jsonl").write_text("")
+
+
+def samples_of_other_problems(out):
+    synth.write_jsonl(str(out / "samples.jsonl"),
+                      [judged(pid, 0, True, "No")[0] for pid in ("gone", "elsewhere")])
+
+
+def latin1_judgments(out):
+    synth.write_jsonl(str(out / "samples.jsonl"), [judged("add", 0, True, "No")[0]])
+    (out / "judgments.jsonl").write_bytes(b'{"id": "add/0", "problem_id": "add", "status": "No"}\n'
+                                          b'{"id": "add/1", "justification": "d\xe9j\xe0 vu"}\n')
+
+
+def unfinished_reasoning(out):
+    synth.write_jsonl(str(out / "reasoning.part1.jsonl"), [reasoning_record("add")])
+
+
+@pytest.mark.parametrize("stage,make,message", [
+    ("rewrite", truncated_reasonings,
+     r"reasoning\.jsonl, file: no record to use: all 2 left out: dropped \(truncated\) 2$"),
+    ("pairs", empty_rewrites, r"rewrites\.jsonl, file: no record to use: the file holds none$"),
+    ("judge", samples_of_other_problems,
+     r"samples\.jsonl, file: no record to use: all 2 left out: problem not in --problems/--limit 2$"),
+    ("benchmark", latin1_judgments, r"judgments\.jsonl, line 2: not UTF-8: byte 0xe9"),
+    ("score", unfinished_reasoning, r"reasoning\.jsonl, file: part files of an unfinished run")])
+def test_a_stage_stops_on_an_earlier_stage_file_it_cannot_use(tiny, tmp_path, stage, make, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    make(out)
+    before = snapshot(out)
+    last = synth_fails_cleanly(stage, f"--problems={PROBLEMS}", f"--out_dir={out}",
+                               f"--model={tiny}")
+    assert last.startswith(f"synth.py {stage}: error: {out}{os.sep}") and re.search(message, last), last
+    assert snapshot(out) == before
+
+
+def test_a_missing_earlier_stage_file_is_named(tiny, tmp_path):
+    last = synth_fails_cleanly("judge", f"--problems={PROBLEMS}", f"--out_dir={tmp_path}",
+                               f"--model={tiny}")
+    assert last == (f"synth.py judge: error: {tmp_path / 'samples.jsonl'} does not exist: run the stage "
+                    "that writes it first")
+    assert os.listdir(tmp_path) == []
+
 # ---------------------------------------------------------------- the tiny model: plumbing, resume, ranks
 
 
@@ -438,7 +573,9 @@ def test_every_stage_runs_with_the_tiny_model(tiny, problems, tmp_path):
     run.out_dir = str(tmp_path / "kept")
     rewrites = synth.rewrite(run, few)
     assert len(rewrites) == 6 and all(r["status"] != "kept" for r in rewrites)  # noise: no labels
-    assert synth.make_pairs(run, few) == []
+    with pytest.raises(LoadError, match="rewrites.jsonl, file: no record to use: all 6 left out"):
+        synth.make_pairs(run, few)  # no kept rewrite: no pair of any type can be made
+    assert not os.path.exists(tmp_path / "kept" / "pairs_train.jsonl")
     samples = synth.sample(run, few, n_samples=2, sandbox_workers=1)
     assert len(samples) == 6 and {s["status"] for s in samples} == {"no code"}
     assert len(synth.judge(run, few)) == 6

