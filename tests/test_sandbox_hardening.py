@@ -24,7 +24,9 @@ _MORE = dict(rt_sigqueueinfo=(129, 138), rt_tgsigqueueinfo=(297, 240), tgkill=(2
              mount=(165, 40), unshare=(272, 97), keyctl=(250, 219), shmget=(29, 194),
              msgget=(68, 186), semget=(64, 190), fchmodat=(268, 53), fchownat=(260, 54),
              setxattr=(188, 5), utimensat=(280, 88), execve=(59, 221), socketpair=(53, 199),
-             io_uring_setup=(425, 425), bpf=(321, 280), mq_open=(240, 180))
+             io_uring_setup=(425, 425), bpf=(321, 280), mq_open=(240, 180),
+             truncate=(76, 45), memfd_create=(319, 279), fadvise64=(221, 223),
+             mincore=(27, 232))
 _M = os.uname().machine
 NR = dict(sandbox._NR.get(_M, {}), **{k: v[_M == "aarch64"] for k, v in _MORE.items()})
 NR = NR if _M in sandbox._NR else {}
@@ -201,6 +203,7 @@ def test_no_signal_or_process_control_over_other_processes():
                 ("kill", "kill", ["TARGET", 0]), ("tgkill", "tgkill", ["TARGET", "TARGET", 0]),
                 ("prlimit64", "prlimit64", ["TARGET", 7, 0, 0]),
                 ("setpriority", "setpriority", [0, "TARGET", 19]),
+                ("PRIO_USER", "setpriority", [2, 0, 1]),           # who 0: every process of the uid
                 ("sched_setaffinity", "sched_setaffinity", ["TARGET", 8, "ctypes.byref(ctypes.c_ulong(1))"]),
                 ("sched_setscheduler", "sched_setscheduler", ["TARGET", 0, "ctypes.byref(ctypes.c_int(0))"]),
                 ("pidfd_open", "pidfd_open", ["TARGET", 0]),
@@ -233,7 +236,11 @@ def test_no_root_powers_and_no_system_calls_of_no_business(tmp_path):
              ("setxattr", "setxattr", [f"b'{victim}'", "b'user.x'", "b'1'", 1, 0]),
              ("utimensat", "utimensat", [-100, f"b'{victim}'", 0, 0]),
              ("execve", "execve", ["b'/bin/true'", 0, 0]), ("socketpair", "socketpair", [1, 1, 0, 0]),
-             ("io_uring", "io_uring_setup", [1, 0]), ("bpf", "bpf", [0, 0, 0])]
+             ("io_uring", "io_uring_setup", [1, 0]), ("bpf", "bpf", [0, 0, 0]),
+             ("truncate", "truncate", [f"b'{victim}'", 0]),         # Landlock ABI < 3 misses it
+             ("memfd", "memfd_create", ["b'x'", 0]),                # memory beyond RLIMIT_AS
+             ("fadvise", "fadvise64", [0, 0, 0, 4]),                # page cache: a channel
+             ("mincore", "mincore", [0, 4096, "ctypes.create_string_buffer(1)"])]
     if "mq_open" in NR:
         calls.append(("mq_open", "mq_open", ["b'x'", 0o100, 0o600, 0]))
     # FS_IOC_SETFLAGS (immutable) on a file of its own
@@ -488,3 +495,118 @@ def test_cli_bad_inputs_are_one_clear_line(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(REPO, "sandbox.py"), str(prog), str(big)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not ROOT, reason="the pids cgroup is root's")
+def test_a_thread_bomb_stops_at_max_procs():
+    """RLIMIT_NPROC does not bind uid 0; the server's pids cgroup does."""
+    if sandbox._pids_cgroup_parent() is None:
+        pytest.skip("no pids cgroup on this machine")
+    bomb = ("import threading\nthreading.stack_size(65536)\nev = threading.Event()\nn = 0\n"
+            "try:\n    for i in range(1000):\n        threading.Thread(target=ev.wait).start()\n"
+            "        n += 1\nexcept RuntimeError:\n    pass\nev.set()\nprint(n < 64)\n")
+    assert run(bomb, [stdio("", "True")], limits=sandbox.Limits(max_procs=64)).all_passed
+    cgroups = [srv.cgroup for srv in sandbox._POOL]
+    sandbox.shutdown()
+    assert not any(c and os.path.exists(c) for c in cgroups)     # removed with their servers
+
+
+def test_a_script_cannot_swallow_its_timeout():
+    """The deadline interrupts a script with an exception that a bare `except:` can catch;
+    the test is a timeout all the same, and no later call reads a stale reply."""
+    script = ("def check(candidate):\n    try:\n        candidate(-1)\n    except:\n        return\n"
+              "    assert False, 'should raise'\n")
+    t = time.monotonic()
+    r = run("def f(x):\n    while True:\n        pass\n", [asserts(script, "f")],
+            limits=sandbox.Limits(test_timeout=1.0))
+    assert r.statuses == ["timeout"] and time.monotonic() - t < 6, r.first_error
+    loop = "def check(candidate):\n    try:\n        while True:\n            pass\n    except:\n        pass\n"
+    assert run("def f(x): return 1", [asserts(loop, "f")],
+               limits=sandbox.Limits(test_timeout=1.0)).statuses == ["timeout"]
+
+
+def test_a_child_that_reads_nothing_cannot_stall_its_server():
+    prog = "import os, time\nos.write(4, b'[\"ok\", {\"f\": null}]\\n')\ntime.sleep(30)\n"
+    t = time.monotonic()
+    r = run(prog, [call("f", [list(range(200000))], 0)], limits=sandbox.Limits(test_timeout=1.0))
+    assert r.statuses == ["timeout"] and time.monotonic() - t < 4, (r.first_error, time.monotonic() - t)
+
+
+def test_keys_and_members_keep_their_types():
+    ve = sandbox.values_equal
+    assert not ve({True: "a", 2.0: "b"}, {1: "a", 2: "b"})
+    assert not ve({False, True}, {0, 1}) and ve({1, 2}, {2, 1}) and ve({(1, "a")}, {(1, "a")})
+    assert not ve({(True, 2)}, {(1, 2)})
+    r = run("def f():\n    return {True: 'a'}", [call("f", [], {1: "a"})])
+    assert r.statuses == ["wrong_answer"]
+
+
+def test_message_of_a_huge_wrong_int_is_quick():
+    sys.set_int_max_str_digits(0)        # as the CLI runs: no limit, so repr would be quadratic
+    try:
+        t = time.monotonic()
+        status, error = sandbox.judge(call("f", [], 1), {"status": "ok",
+                                                         "value": sandbox.encode_value(1 << 8_000_000)})
+        assert status == "wrong_answer" and "bits" in error and time.monotonic() - t < 2
+    finally:
+        sys.set_int_max_str_digits(4300)
+
+
+def test_a_lone_surrogate_in_stdin_is_not_a_dead_server():
+    pid = sandbox._pool(1)[0].proc.pid
+    r = run("import sys\nprint(len(sys.stdin.read()))", [stdio("\ud800\n", "2")], workers=1)
+    assert r.statuses in (["passed"], ["wrong_answer"]) and sandbox._POOL[0].proc.pid == pid
+
+
+def test_more_legit_programs():
+    table = ("N = 2 * 10 ** 6\nsieve = [True] * (N + 1)\nsieve[0] = sieve[1] = False\n"
+             "for i in range(2, int(N ** 0.5) + 1):\n    if sieve[i]:\n"
+             "        sieve[i * i::i] = [False] * len(range(i * i, N + 1, i))\n"
+             "class Solution:\n    def isPrime(self, n):\n        return sieve[n]\n")
+    jobs = [
+        ("print(5)\nexit()", [stdio("", "5")]),
+        ("print(5)\nquit(0)", [stdio("", "5")]),
+        (table, [call("isPrime", [7], True)]),
+        (table.replace("class Solution:\n    def isPrime(self, n):", "def is_prime(n):"),
+         [asserts("assert is_prime(7) and not is_prime(8)")]),
+        ("K = 10\ndef f(x):\n    return x + K", [asserts("assert f(1) == K + 1")]),
+        ("import numpy as np\ndef f(xs):\n    return np.sum(xs)", [call("f", [[1, 2]], 3)]),
+        ("from collections import Counter\ndef f(s):\n    return Counter(s)",
+         [call("f", ["aab"], {"a": 2, "b": 1})]),
+        ("def f(n):\n    return (i * i for i in range(n))",
+         [asserts("def check(c):\n    assert list(c(3)) == [0, 1, 4]\n", "f")]),
+        ("import sys\nprint(5)\nsys.stdout.close()", [stdio("", "5")]),
+        ("import sys, io\nsys.stdout = io.StringIO()\nprint('hidden')\nsys.__stdout__.write('7\\n')",
+         [stdio("", "7")]),
+    ]
+    res = sandbox.run_batch(jobs, limits=sandbox.Limits(test_timeout=10))
+    for (prog, _), r in zip(jobs, res):
+        assert r.all_passed, (prog[:60], r.first_error)
+
+
+@needs_filter
+def test_the_filter_alone_allows_only_calls_on_itself():
+    """The seccomp filter applied to a plain process (no namespace, uid or capability drop
+    to hide behind, as for a normal user): a call aimed at itself passes, the same call
+    aimed at its process group or its uid does not."""
+    calls = [("own nice", "setpriority", [0, 0, 0]),             # PRIO_PROCESS, itself
+             ("pgrp nice", "setpriority", [1, 0, 0]),            # PRIO_PGRP: its group
+             ("user nice", "setpriority", [2, 0, 0]),            # PRIO_USER: every process
+             ("own limits", "prlimit64", [0, 7, 0, "ctypes.create_string_buffer(16)"]),
+             ("parent limits", "prlimit64", ["os.getppid()", 7, 0, "ctypes.create_string_buffer(16)"]),
+             ("isatty", "ioctl", [0, 0x5401, "ctypes.create_string_buffer(64)"]),
+             ("FIOSETOWN", "ioctl", [0, 0x8901, "ctypes.byref(ctypes.c_int(0))"]),
+             ("getfd", "fcntl", [0, 1, 0]), ("F_SETOWN", "fcntl", [0, 8, 0]),
+             ("thread name", "prctl", [15, "b'x'", 0, 0, 0]), ("PDEATHSIG", "prctl", [1, 0, 0, 0, 0])]
+    prog = ("import os, sys\nsys.path.insert(0, REPO)\nimport sandbox\n"
+            "fprogs = [sandbox._seccomp_fprog(sandbox._seccomp_program(p)) for p in (False, True)]\n"
+            "sandbox._S.update(seccomp=fprogs, prctl=sandbox._libc.prctl)\n"
+            "assert sandbox._libc.prctl(38, 1, 0, 0, 0) == 0\n"
+            "sandbox._seccomp(0)\nsandbox._seccomp(1)\n").replace("REPO", repr(REPO))
+    out = subprocess.run([sys.executable, "-c", prog + syscalls_program(calls)], stdin=subprocess.PIPE,
+                         capture_output=True, text=True, timeout=60, start_new_session=True)
+    got = dict(zip([c[0] for c in calls], map(int, out.stdout.split())))
+    assert got == {"own nice": 0, "pgrp nice": errno.EPERM, "user nice": errno.EPERM,
+                   "own limits": 0, "parent limits": errno.EPERM,
+                   "isatty": errno.ENOTTY, "FIOSETOWN": errno.EPERM, "getfd": 0,
+                   "F_SETOWN": errno.EPERM, "thread name": 0, "PDEATHSIG": errno.EPERM}, out.stderr
