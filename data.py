@@ -83,7 +83,12 @@ class Pair:
     meta: dict = field(default_factory=dict)
 
 
-class LoadError(ValueError):
+class SetupError(Exception):
+    """Bad input the user can fix: a path, a flag, a file's content. The message names it;
+    a script that called model.exit_on_setup_error prints just that line and exits 1."""
+
+
+class LoadError(SetupError, ValueError):
     """A record that cannot be used, located by file, line/element/row and field."""
 
     def __init__(self, path, where, field_name, reason):

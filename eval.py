@@ -67,8 +67,8 @@ from transformers.utils import logging as hf_logging
 import data
 import sandbox
 from configurator import configure
-from model import (apply_chat, barrier, convert_gguf, default_dtype, generate, init_distributed,
-                   is_main, load_policy, load_tokenizer, print0)
+from model import (apply_chat, barrier, convert_gguf, default_dtype, exit_on_setup_error,
+                   generate, init_distributed, is_main, load_policy, load_tokenizer, print0)
 
 # ---------------------------------------------------------------- config
 init_from = "out/smollm2-135m"  # policy checkpoint directory (or hub id)
@@ -426,6 +426,7 @@ def run_file_stem(name, model_dir, bench_name, style):
 
 # ---------------------------------------------------------------- main
 if __name__ == "__main__":
+    exit_on_setup_error()  # bad paths (a model dir, a data file): one line naming them, exit 1
     if len(sys.argv) > 1 and sys.argv[1] == "--compare":
         if len(sys.argv) != 4:
             sys.exit("usage: python eval.py --compare A.json B.json")

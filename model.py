@@ -12,7 +12,11 @@ Plain functions over Hugging Face models (transformers 5.x, torch only):
   attention mask, so padding side and amount change nothing;
 - `generate` samples a left-padded batch with HF `generate`;
 - `wrap_fsdp` shards with FSDP2 (`fully_shard` per decoder layer, then the root);
-- checkpoints are HF directories written atomically, finished by a COMPLETE marker.
+- checkpoints are HF directories written atomically, finished by a COMPLETE marker; a
+  save killed at any point leaves a complete checkpoint that `recover_checkpoint` puts
+  back in place;
+- bad input a user can fix (a missing or empty model directory, an empty data file) is a
+  `SetupError` naming the path or flag; the scripts print it as one line and exit 1.
 
 Training scripts import this; run directly it only writes a tiny random checkpoint
 (byte-level tokenizer + 2-layer qwen2) for CPU experiments:
@@ -24,12 +28,15 @@ these helpers on every rank; GPUs compute in bf16 with SDPA attention, CPUs in f
 """
 
 import copy
+import glob
 import importlib
 import json
 import os
 import random
+import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +48,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.utils.checkpoint import checkpoint
+from data import SetupError  # noqa: F401  (bad input; LoadError is one too)
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
                           AutoTokenizer, GenerationConfig, LogitsProcessorList,
                           PreTrainedTokenizerFast)
@@ -48,6 +56,15 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequence
 COMPLETE_MARKER = "COMPLETE"  # written last: a checkpoint directory without it is unfinished
 EXTRA_FILE = "extra.json"
 LOGPROB_CHUNK = 1024  # positions per fp32 log-softmax block in token_logprobs
+# what from_pretrained reads from a local directory (any one of each group will do)
+MODEL_FILES = {"config": ("config.json",),
+               "weights": ("model.safetensors", "model.safetensors.index.json",
+                           "pytorch_model.bin", "pytorch_model.bin.index.json"),
+               "tokenizer": ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")}
+# Tests only: the CRASH_AFTER-th checkpoint step of this process raises SimulatedCrash, which
+# leaves the disk as a kill at that point would (see _step). 0: never.
+CRASH_AFTER = int(os.environ.get("RECODE_CKPT_CRASH_AFTER", "0"))
+_steps_done = 0
 
 # ---------------------------------------------------------------- distributed
 
@@ -89,12 +106,79 @@ def default_dtype(device):
     return torch.float32
 
 
+# ---------------------------------------------------------------- bad input
+
+
+def exit_on_setup_error():
+    """Make an uncaught SetupError print `<script>: error: <message>` on stderr, with no
+    traceback (the message says what to fix; the stack would only bury it); the
+    interpreter then exits with status 1. Other exceptions keep their traceback."""
+    default = sys.excepthook
+
+    def hook(kind, value, tb):
+        if issubclass(kind, SetupError):
+            print(f"{os.path.basename(sys.argv[0])}: error: {value}", file=sys.stderr, flush=True)
+        else:
+            default(kind, value, tb)
+    sys.excepthook = hook
+
+
+def _hub_id_form(name):
+    """Whether a name that is not on disk could still be a Hugging Face Hub id
+    ('name' or 'org/name'), which from_pretrained would try to download."""
+    part = r"[A-Za-z0-9][\w.-]*"
+    return re.fullmatch(f"{part}(/{part})?", name) is not None and ".." not in name
+
+
+def check_model_dir(path, flag=None, parts=("config", "weights", "tokenizer")):
+    """Raise SetupError, naming `flag=path` (or the path), unless `path` is a local directory
+    holding the MODEL_FILES of each of `parts`, or is absent from disk and has the form
+    of a Hub id (from_pretrained then tries the Hub; see _from_pretrained)."""
+    where = f"{flag}={path}" if flag else path
+    if not path:
+        raise SetupError(f"{flag or 'model path'} is empty: give a model directory")
+    if not os.path.exists(path):
+        if _hub_id_form(path):
+            return
+        raise SetupError(f"{where}: no such directory")
+    if not os.path.isdir(path):
+        raise SetupError(f"{where}: a file, not a model directory")
+    names = set(os.listdir(path))
+    if not names:
+        raise SetupError(f"{where}: the directory is empty, not a model directory")
+    missing = [f"{part} ({' / '.join(MODEL_FILES[part])})" for part in parts
+               if not names & set(MODEL_FILES[part])]
+    if missing:
+        raise SetupError(f"{where}: not a model directory: it has no {', no '.join(missing)}")
+
+
+def _from_pretrained(load, path, parts):
+    """load(path) once check_model_dir(path, parts) passed; a Hub id that cannot be
+    loaded (no such repository, no network) is a SetupError naming it too."""
+    check_model_dir(path, parts=parts)
+    try:
+        return load(path)
+    except OSError as e:
+        if os.path.exists(path):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SetupError(f"{path}: no such directory, and not loadable from the Hugging Face "
+                         f"Hub ({first})") from e
+
+
+def check_data_file(path, flag):
+    """SetupError naming `flag=path` unless path is an existing file."""
+    if not os.path.isfile(path):
+        raise SetupError(f"{flag}={path}: " + ("a directory, not a data file" if os.path.isdir(path)
+                                               else "no such file"))
+
+
 # ---------------------------------------------------------------- loaders
 
 
 def load_tokenizer(path):
     """Tokenizer with a pad token (eos when the checkpoint has none) that pads on the left."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, path, ("tokenizer",))
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"{path}: tokenizer has neither a pad nor an eos token")
@@ -105,8 +189,8 @@ def load_tokenizer(path):
 
 def load_policy(path, device, dtype=None):
     """Causal LM with SDPA attention, loaded on CPU then moved (a device_map needs accelerate)."""
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype or default_dtype(device), attn_implementation="sdpa")
+    model = _from_pretrained(lambda p: AutoModelForCausalLM.from_pretrained(
+        p, dtype=dtype or default_dtype(device), attn_implementation="sdpa"), path, ("config", "weights"))
     return model.to(device)
 
 
@@ -120,9 +204,9 @@ def load_reward_model(path, device, dtype=None, tokenizer=None):
     config.pad_token_id (needed to find the last real token) comes from
     `tokenizer`, or from the checkpoint's tokenizer, when the config lacks it.
     """
-    model, info = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, dtype=dtype or default_dtype(device), attn_implementation="sdpa",
-        output_loading_info=True)
+    model, info = _from_pretrained(lambda p: AutoModelForSequenceClassification.from_pretrained(
+        p, num_labels=1, dtype=dtype or default_dtype(device), attn_implementation="sdpa",
+        output_loading_info=True), path, ("config", "weights"))
     missing = sorted(info["missing_keys"])
     backbone_missing = [k for k in missing if k.startswith(model.base_model_prefix + ".")]
     if backbone_missing:
@@ -434,6 +518,25 @@ def unsharded_copy(model, device, dtype=None, into=None):
 
 
 # ---------------------------------------------------------------- checkpoints
+# A save writes <path>.tmp, marks it COMPLETE, moves a previous <path> to <path>.old, renames
+# <path>.tmp to <path> and deletes <path>.old. Killed anywhere in there, it leaves a complete
+# checkpoint under one of the three names, newest first: a complete <path>.tmp (written after
+# <path>), then <path>, then <path>.old. recover_checkpoint (on resume, and at the start of
+# every save) puts that one at <path> and deletes the rest.
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by _step when CRASH_AFTER says so (tests)."""
+
+
+def _step(name):
+    """Marks the end of one step of a checkpoint save; the CRASH_AFTER-th step of this
+    process raises SimulatedCrash there. Nothing catches it inside this module, so the
+    disk is left as a kill at that point would leave it."""
+    global _steps_done
+    _steps_done += 1
+    if _steps_done == CRASH_AFTER:
+        raise SimulatedCrash(f"simulated crash after checkpoint step {_steps_done} ({name})")
 
 
 def is_complete_checkpoint(path):
@@ -460,30 +563,117 @@ def _fsync_dir(path):
     os.close(fd)
 
 
-def _shared_tmp_name(out_dir):
-    """`<out_dir>.tmp-<pid of rank 0>`, known to every rank (they all write into it)."""
-    pid = [os.getpid()]
+def _fsync_parent(path):
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _remove(path):
+    """Delete a checkpoint directory, its COMPLETE marker first (made durable), so that a
+    kill halfway through the deletion leaves an unfinished directory, never one that
+    says it is complete while files are missing."""
+    if not os.path.lexists(path):
+        return
+    marker = os.path.join(path, COMPLETE_MARKER)
+    if os.path.isfile(marker):
+        os.remove(marker)
+        _fsync_dir(path)
+    shutil.rmtree(path)
+
+
+def _marker_time(path):
+    marker = os.path.join(path, COMPLETE_MARKER)
+    return os.path.getmtime(marker) if os.path.isfile(marker) else 0.0
+
+
+def _candidates(path):
+    """path and what an interrupted save leaves beside it, newest first. <path>.tmp-<pid> and
+    <path>.old-<pid> are the names an earlier version of save_checkpoint used; their age
+    against <path> is unknown, so they count only when <path> is not complete."""
+    def legacy(suffix):
+        return sorted(glob.glob(glob.escape(path) + suffix), key=_marker_time, reverse=True)
+    return [path + ".tmp", path, *legacy(".tmp-*"), path + ".old", *legacy(".old-*")]
+
+
+def _install(src, dst):
+    """Rename the complete checkpoint src to dst. A complete dst waits at dst.old until src
+    is in place; an unfinished one is deleted."""
+    old = dst + ".old"
+    if old != src:
+        _remove(old)
+    if is_complete_checkpoint(dst):
+        os.rename(dst, old)
+    else:
+        _remove(dst)
+    _fsync_parent(dst)
+    _step("previous checkpoint moved aside")
+    os.rename(src, dst)
+    _fsync_parent(dst)
+    _step("new checkpoint in place")
+    _remove(old)
+    _step("previous checkpoint deleted")
+
+
+def _recover(path):
+    """Put the newest complete checkpoint among _candidates(path) at path and delete the
+    others; returns whether path is then complete. With none complete nothing is touched.
+    Rank 0 only: no collectives."""
+    candidates = _candidates(path)
+    complete = [c for c in candidates if is_complete_checkpoint(c)]
+    if not complete:
+        return False
+    if complete[0] != path:
+        _install(complete[0], path)
+    for leftover in candidates:
+        if leftover != path:
+            _remove(leftover)
+    return True
+
+
+def checkpoint_left(path):
+    """Whether a save left something to resume from at `path`: the checkpoint, or what a
+    save killed midway leaves beside it (recover_checkpoint makes it whole)."""
+    path = os.path.normpath(path)
+    return any(os.path.exists(c) for c in _candidates(path))
+
+
+def recover_checkpoint(path):
+    """Whether a complete checkpoint can be loaded from `path`, after finishing what a save
+    killed midway left behind (see the comment above). Collective: rank 0 renames, every
+    rank answers."""
+    path = os.path.normpath(path)
+    if is_main():
+        _recover(path)
+    barrier()
+    return is_complete_checkpoint(path)
+
+
+def _shared_save_id():
+    """A name for this save, the same on every rank: the optimizer state files and the
+    COMPLETE marker carry it, so a resume can check that they come from one save."""
+    save_id = [f"{time.time_ns()}-{os.getpid()}"]
     if dist.is_initialized():
-        dist.broadcast_object_list(pid, src=0)
-    return f"{out_dir}.tmp-{pid[0]}"
+        dist.broadcast_object_list(save_id, src=0)
+    return save_id[0]
 
 
 def save_checkpoint(out_dir, model, tokenizer, extra=None, optimizer=None):
     """Write an HF checkpoint (config, safetensors, tokenizer, extra.json) atomically.
 
-    Collective: all ranks call it. Rank 0 writes into `<out_dir>.tmp-<pid>`; with an
-    optimizer every rank adds its training-state file there too. After an fsync the
-    COMPLETE marker is written last, then the directory is renamed into place; an
-    older checkpoint at out_dir is moved aside only then and deleted after. A crash
-    at any point leaves either the old or the new complete checkpoint (in the instant
-    between the two renames, the old one under `<out_dir>.old-<pid>`).
+    Collective: all ranks call it. Rank 0 writes into `<out_dir>.tmp`; with an optimizer
+    every rank adds its training-state file there too, so the weights and the optimizer
+    state a resume loads always come from the same save. After an fsync the COMPLETE
+    marker is written last, then the directory is renamed into place, the previous
+    checkpoint moved to `<out_dir>.old` only for that instant. A kill at any point
+    leaves the old or the new checkpoint complete, which recover_checkpoint restores.
     """
     out_dir = os.path.normpath(out_dir)
     extra_text = json.dumps(extra or {}, indent=2)  # fail on unserializable extras before writing
     state = full_state_dict(model)
-    tmp = _shared_tmp_name(out_dir)
+    save_id = _shared_save_id()
+    tmp = out_dir + ".tmp"
     if is_main():
-        shutil.rmtree(tmp, ignore_errors=True)
+        _recover(out_dir)  # a save killed earlier: its checkpoint must not be lost under .tmp
+        _remove(tmp)
         os.makedirs(tmp)
         model.save_pretrained(tmp, state_dict=state)
         tokenizer.save_pretrained(tmp)
@@ -491,20 +681,18 @@ def save_checkpoint(out_dir, model, tokenizer, extra=None, optimizer=None):
             f.write(extra_text)
     barrier()
     if optimizer is not None:
-        save_training_state(tmp, optimizer, extra)
+        save_training_state(tmp, optimizer, extra, save_id)
     barrier()
     if is_main():
         _fsync_tree(tmp)
+        _step("files written")
         with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:
-            f.write("complete\n")
+            f.write(f"{save_id}\n")
             f.flush()
             os.fsync(f.fileno())
-        old = f"{out_dir}.old-{os.getpid()}"
-        if os.path.exists(out_dir):
-            os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-        _fsync_dir(os.path.dirname(os.path.abspath(out_dir)))
-        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(tmp)
+        _step("marked complete")
+        _install(tmp, out_dir)
     barrier()
 
 
@@ -513,29 +701,36 @@ def _training_state_path(out_dir):
     return os.path.join(out_dir, f"training_state.rank{rank}.pt")
 
 
-def save_training_state(out_dir, optimizer, extra=None):
+def save_training_state(out_dir, optimizer, extra=None, save_id=None):
     """Each rank saves its own optimizer state and RNG states to out_dir/training_state.rank<r>.pt.
 
     Per-rank files: under FSDP2 the optimizer state is already sharded like the
     parameters (DTensors, which pickle), so nothing is gathered and resuming needs
     the same world size (checked on load). RNGs: python, numpy, torch CPU and CUDA.
-    Each file is written to a temporary name and renamed, so it is whole or absent.
+    Each file is written to a temporary name, fsynced by the rank that wrote it, and
+    renamed, so it is whole or absent. save_id: that of the checkpoint it belongs to.
     """
     state = {
         "optimizer": optimizer.state_dict(),
         "world_size": dist.get_world_size() if dist.is_initialized() else 1,
         "extra": extra or {},
+        "save_id": save_id,
         "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None},
     }
     path = _training_state_path(out_dir)
-    torch.save(state, path + ".tmp")
+    with open(path + ".tmp", "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
 
 
 def load_training_state(out_dir, optimizer):
-    """Restore what save_training_state wrote for this rank; returns its `extra` dict."""
+    """Restore what save_training_state wrote for this rank; returns its `extra` dict.
+    A file whose save_id differs from the checkpoint's COMPLETE marker was not saved
+    with these weights (copied in by hand?) and is refused."""
     path = _training_state_path(out_dir)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no training state for this rank")
@@ -545,6 +740,13 @@ def load_training_state(out_dir, optimizer):
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     if state["world_size"] != world_size:
         raise ValueError(f"{path}: saved with world size {state['world_size']}, now {world_size}")
+    marker = os.path.join(out_dir, COMPLETE_MARKER)
+    if state.get("save_id") and os.path.isfile(marker):
+        with open(marker) as f:
+            weights_id = f.read().strip()
+        if weights_id != state["save_id"]:
+            raise ValueError(f"{path}: optimizer state from save {state['save_id']}, but the "
+                             f"weights in {out_dir} from save {weights_id}")
     optimizer.load_state_dict(state["optimizer"])
     rng = state["rng"]
     random.setstate(rng["python"])
@@ -564,15 +766,27 @@ def append_metrics(path, record):
         f.write(json.dumps(record) + "\n")
 
 
+def _write_atomic(path, text):
+    """Replace the file at path by one holding `text`, written aside and renamed in, so a
+    kill leaves the old file or the new one, never a truncated one."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_parent(path)
+
+
 def trim_metrics(path, last_step):
     """Keep the lines of steps <= last_step, so a resumed run does not log twice the
-    steps done after its checkpoint (a fresh run, last_step 0, starts from empty)."""
+    steps done after its checkpoint (a fresh run, last_step 0, starts from empty).
+    A last line without its newline was cut by a kill mid-append and is dropped."""
     lines = []
     if os.path.exists(path) and last_step > 0:
         with open(path) as f:
-            lines = [ln for ln in f if json.loads(ln)["step"] <= last_step]
-    with open(path, "w") as f:
-        f.writelines(lines)
+            lines = [ln for ln in f if ln.endswith("\n") and json.loads(ln)["step"] <= last_step]
+    _write_atomic(path, "".join(lines))
 
 
 # ---------------------------------------------------------------- GGUF

@@ -90,7 +90,8 @@ from data import (DEGRADE_METHODS, OPTIMIZE_METHODS, BadRecord, LoadError, Pair,
                   initial_reasoning_prompt, judge_prompt, load_problems, optimize_prompt,
                   parse_judge, parse_response, parse_rewrite, parse_score, read_rows, rl_prompt,
                   save_pairs, score_prompt)
-from model import apply_chat, barrier, generate, init_distributed, load_policy, load_tokenizer
+from model import (apply_chat, barrier, exit_on_setup_error, generate, init_distributed,
+                   load_policy, load_tokenizer)
 
 # ---------------------------------------------------------------- config
 model = ""  # generator for reason, rewrite, sample, score: a local HF directory (or hub id online)
@@ -669,6 +670,7 @@ def init_ranks():
 
 # ---------------------------------------------------------------- main
 if __name__ == "__main__":
+    exit_on_setup_error()  # bad paths (a model dir, a data file): one line naming them, exit 1
     if len(sys.argv) < 2 or sys.argv[1] not in STAGES:
         sys.exit(f"usage: python synth.py {{{','.join(STAGES)}}} [config.py] [--key=value ...]\n"
                  "see the docstring at the top of synth.py")

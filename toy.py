@@ -624,7 +624,8 @@ def ensure_reward_model(path):
     env = {k: v for k, v in os.environ.items()    # not part of the caller's torchrun group
            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
                         "MASTER_ADDR", "MASTER_PORT") and not k.startswith("TORCHELASTIC")}
-    resume = ["--init_from=resume"] if os.path.exists(os.path.join(run_dir, "last")) else []
+    from model import checkpoint_left
+    resume = ["--init_from=resume"] if checkpoint_left(os.path.join(run_dir, "last")) else []
     print(f"toy: training the toy reward model into {path} (python train_rm.py {' '.join(resume)})",
           flush=True)
     subprocess.run([sys.executable, os.path.join(here, "train_rm.py"), *resume], check=True, env=env)

@@ -18,6 +18,9 @@ A tiny random model, a few steps in under a minute (checks the loop, learns noth
 tokens; the paper gives no group size, 8 samples a prompt is our choice):
     torchrun --standalone --nproc_per_node=8 train_grpo.py config/pgrpo_qwen7b.py
 Continue a killed run:  ... --init_from=resume
+(a kill at any point, inside a checkpoint save too, leaves a complete checkpoint to resume
+from; a missing model directory or an empty problem file stops the run with one line
+naming it, before anything in out_dir is touched)
 
 Each step, top to bottom:
 1. Take the step's prompts_per_step problems (a seeded permutation per epoch, a pure
@@ -33,9 +36,10 @@ Each step, top to bottom:
 4. gated_reward per reward_mode: outcome (Rf + Ro, the GRPO baseline), posterior
    (Eq. 1), soft (Rf + Ro + pass_rate * Rt) and additive (Rf + Ro + Rt, ungated).
 5. group_advantages over each group of group_size, gathered across ranks.
-6. policy_loss: clipped ratio with clip-higher (eps_low 0.2, eps_high 0.28) and the
-   token-level mean over all response tokens of the global batch (the normalizer counts
-   tokens over micro-batches and ranks). No KL, no reference model unless kl_beta > 0.
+6. policy_loss: clipped ratio with clip-higher (eps_low 0.2, eps_high 0.28), VeRL's
+   dual-clip (clip_ratio_c 3) and log-ratio clamp, and the token-level mean over all
+   response tokens of the global batch (the normalizer counts tokens over micro-batches
+   and ranks). No KL, no reference model unless kl_beta > 0.
 7. Update: ppo_epochs passes over mini-batches; with one pass and one mini-batch the
    run is on-policy and the rollout log-probs are the detached current ones (no extra
    forward). AdamW, constant lr (paper 1e-6) after an optional warmup, grad clipping.
@@ -56,10 +60,11 @@ import data
 import sandbox
 import toy
 from configurator import configure
-from model import (append_metrics, apply_chat, barrier, default_dtype, generate, init_distributed,
-                   is_main, load_policy, load_reward_model, load_tokenizer,
-                   load_training_state, make_tiny_checkpoint, print0, read_extra, reward_scores, save_checkpoint,
-                   token_logprobs, trim_metrics, unsharded_copy, wrap_fsdp)
+from model import (SetupError, append_metrics, apply_chat, barrier, check_data_file, check_model_dir,
+                   default_dtype, exit_on_setup_error, generate, init_distributed,
+                   is_main, load_policy, load_reward_model, load_tokenizer, load_training_state,
+                   make_tiny_checkpoint, print0, read_extra, recover_checkpoint, reward_scores,
+                   save_checkpoint, token_logprobs, trim_metrics, unsharded_copy, wrap_fsdp)
 
 # ---------------------------------------------------------------- config
 # The defaults are the toy world on a CPU; config/pgrpo_qwen7b.py holds the paper's settings.
@@ -82,6 +87,10 @@ warmup_steps = 0
 weight_decay = 0.0
 grad_clip = 1.0  # 0 disables clipping (the norm is still logged)
 eps_low, eps_high = 0.2, 0.28
+# dual-clip: for A < 0 the per-token loss is at most -A * clip_ratio_c (0 = off, else > 1).
+# 3.0 is VeRL's default, which the paper trained with and does not say it changed; it only
+# acts on tokens whose ratio passed 3, so on-policy runs (ratio 1) are the same either way.
+clip_ratio_c = 3.0
 loss_agg = "token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
 std_normalize = True  # False: Dr. GRPO advantages (no division by the group std)
 mask_truncated = False  # drop responses that hit max_new_tokens from the loss
@@ -133,21 +142,28 @@ def group_advantages(rewards, group_size, std_normalize=True, eps=1e-6):
     """A_i = (R_i - mean(R_group)) / (std(R_group) + eps) for consecutive groups.
 
     std is the sample standard deviation (Bessel's n - 1), as in VeRL's GRPO, which the
-    paper trained with; eps = 1e-6 only guards the division: a group with no spread has
-    R_i - mean = 0 exactly, so its advantages are 0, never NaN. A singleton group gets 0.
-    std_normalize=False gives Dr. GRPO's A_i = R_i - mean(R_group)."""
+    paper trained with; eps = 1e-6 only guards the division. A singleton group gets 0.
+    std_normalize=False gives Dr. GRPO's A_i = R_i - mean(R_group).
+
+    Computed in float64 on the rewards minus the group's first one (A does not change
+    when a group is shifted): a group of equal rewards then has R_i - R_1 = 0 exactly and
+    A = 0 exactly. Without that, the float32 mean of eight copies of 2 + sigmoid(0.3)
+    misses the value by a rounding error, which divided by std + eps = 1e-6 gave every
+    member A = +0.19."""
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
-    groups = rewards.float().view(-1, group_size)
+    groups = rewards.double().view(-1, group_size)
+    groups = groups - groups[:, :1]
     centered = groups - groups.mean(dim=1, keepdim=True)
     if std_normalize and group_size > 1:
         centered = centered / (groups.std(dim=1, keepdim=True) + eps)
-    return centered.view(-1)
+    return centered.float().view(-1)
 
 
 def gather_group_advantages(local_rewards, group_size, std_normalize=True, eps=1e-6):
     """group_advantages when the global batch is split over ranks (a group may straddle
-    two): gather every rank's rewards (equal shares), compute, keep this rank's slice."""
+    two): gather every rank's rewards (equal shares), compute, keep this rank's slice.
+    The gather moves the rewards unchanged, so equal rewards stay equal and get A = 0."""
     if not dist.is_initialized():
         return group_advantages(local_rewards, group_size, std_normalize, eps)
     parts = [torch.empty_like(local_rewards) for _ in range(dist.get_world_size())]
@@ -157,14 +173,41 @@ def gather_group_advantages(local_rewards, group_size, std_normalize=True, eps=1
     return adv[dist.get_rank() * n:(dist.get_rank() + 1) * n]
 
 
+MAX_LOG_RATIO = 20.0  # |log ratio| cap before exp, as VeRL: exp(20) is finite even in bf16
+
+
+def clipped_ratio_loss(log_ratio, adv, eps_low, eps_high, clip_ratio_c=0.0):
+    """The per-token clipped surrogate with clip-higher and, for A < 0, dual-clip:
+
+        r = exp(clamp(log_ratio, -20, 20))
+        l = max(-A * r, -A * clip(r, 1 - eps_low, 1 + eps_high))
+        l = min(l, -A * c)        only where A < 0, and only with c = clip_ratio_c > 0
+
+    The clamp keeps r finite (a masked token's inf would make 0 * inf = NaN in the sum);
+    a token past it carries no gradient, like a clipped one. Dual-clip bounds what one
+    token with a negative advantage and a runaway ratio can add to the loss.
+    Returns (l, r)."""
+    ratio = torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
+    loss = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps_low, 1 + eps_high))
+    if clip_ratio_c > 0:
+        loss = torch.where(adv < 0, torch.minimum(loss, -adv * clip_ratio_c), loss)
+    return loss, ratio
+
+
+def k3_kl(ref_logp, logp, max_kl=10.0):
+    """Per-token KL(policy || reference), Schulman's k3 estimator as VeRL's low_var_kl:
+
+        d = clamp(ref_logp - logp, -20, 20);   k3 = min(exp(d) - d - 1, 10)"""
+    diff = (ref_logp - logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
+    return (torch.exp(diff) - diff - 1).clamp(max=max_kl)
+
+
 def policy_loss(logp, old_logp, advantages, mask, eps_low, eps_high, loss_agg, n_tokens,
-                n_seqs, max_len, ref_logp=None, kl_beta=0.0):
+                n_seqs, max_len, ref_logp=None, kl_beta=0.0, clip_ratio_c=0.0):
     """Clipped policy-gradient loss with clip-higher, summed over this micro-batch and
     divided by normalizers of the whole (global) mini-batch:
 
-        ratio_t = exp(logp_t - old_logp_t)
-        l_t = max(-A * ratio_t, -A * clip(ratio_t, 1 - eps_low, 1 + eps_high))
-              [+ kl_beta * (exp(ref_t - logp_t) - (ref_t - logp_t) - 1)]
+        l_t = clipped_ratio_loss(logp_t - old_logp_t, A)  [+ kl_beta * k3_kl(ref_t, logp_t)]
         token_mean:               sum_{seqs, t} l_t / n_tokens           (paper)
         seq_mean_token_mean:      sum_seqs (mean_t l_t) / n_seqs
         seq_mean_token_sum_norm:  sum_seqs (sum_t l_t) / (n_seqs * max_len)   (Dr. GRPO)
@@ -172,15 +215,29 @@ def policy_loss(logp, old_logp, advantages, mask, eps_low, eps_high, loss_agg, n
     logp, old_logp, mask: [B, T] over response positions; advantages: [B].
     Returns (loss, stats) with stats summed over tokens (for exact global averages):
     clipped_low (ratio < 1 - eps_low with A < 0), clipped_high (ratio > 1 + eps_high with
-    A > 0), kl (the k3 estimate to old_logp), ratio sum."""
+    A > 0), clipped_dual (ratio > clip_ratio_c with A < 0), approx_kl (the k3 estimate to
+    old_logp, from the clamped log-ratio).
+
+    Where this differs from VeRL (which the paper used) or TRL:
+    - seq_mean_token_sum_norm divides by n_seqs * max_len, as Dr. GRPO and TRL's
+      loss_type="dr_grpo"; VeRL's "seq-mean-token-sum-norm" divides by max_len only (no
+      division by the number of sequences), so its loss is n_seqs times ours.
+    - seq_mean_token_mean: a sequence with no token left in the mask (mask_truncated)
+      adds 0 but still counts in n_seqs, as TRL's clamp(min=1); VeRL divides its 0 by 0
+      and the loss becomes NaN.
+    - the log-ratio is clamped to +-20 before exp, as VeRL; TRL does not clamp.
+    - dual-clip (clip_ratio_c): VeRL applies it always (default 3, must be > 1); TRL has
+      none (its optional `delta` caps the ratio itself for either sign); here 0 turns it
+      off. train_grpo's default is VeRL's 3.
+    - KL (kl_beta > 0, off in the paper): k3 with VeRL's low_var_kl clamps (log-ratio
+      +-20, value <= 10); TRL's k3 is unclamped. Its normalizer is the loss's own.
+    """
     mask = mask.float()
     log_ratio = logp - old_logp
-    ratio = torch.exp(log_ratio)
     adv = advantages.float().unsqueeze(1)
-    per_token = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps_low, 1 + eps_high))
+    per_token, ratio = clipped_ratio_loss(log_ratio, adv, eps_low, eps_high, clip_ratio_c)
     if kl_beta > 0:
-        ref_diff = ref_logp - logp
-        per_token = per_token + kl_beta * (torch.exp(ref_diff) - ref_diff - 1)
+        per_token = per_token + kl_beta * k3_kl(ref_logp, logp)
     if loss_agg == "token_mean":
         loss = (per_token * mask).sum() / n_tokens
     elif loss_agg == "seq_mean_token_mean":
@@ -190,10 +247,13 @@ def policy_loss(logp, old_logp, advantages, mask, eps_low, eps_high, loss_agg, n
     else:
         raise ValueError(f"loss_agg must be one of {LOSS_AGGS}, not {loss_agg!r}")
     with torch.no_grad():
+        kept = log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
         stats = {
             "clipped_low": ((ratio < 1 - eps_low) & (adv < 0)).float().mul(mask).sum(),
             "clipped_high": ((ratio > 1 + eps_high) & (adv > 0)).float().mul(mask).sum(),
-            "approx_kl": (torch.exp(-log_ratio) + log_ratio - 1).mul(mask).sum(),
+            "clipped_dual": ((ratio > clip_ratio_c) & (adv < 0) & (clip_ratio_c > 0)).float()
+                            .mul(mask).sum(),
+            "approx_kl": (torch.exp(-kept) + kept - 1).mul(mask).sum(),
         }
     return loss, stats
 
@@ -297,10 +357,14 @@ def all_sum(x):
 # ---------------------------------------------------------------- main
 if __name__ == "__main__":
     config = configure(globals())
+    exit_on_setup_error()  # bad paths and flags: one line naming them, exit status 1
     if reward_mode not in REWARD_MODES or loss_agg not in LOSS_AGGS:
-        raise ValueError(f"reward_mode must be one of {REWARD_MODES} and loss_agg one of {LOSS_AGGS}")
+        raise SetupError(f"--reward_mode must be one of {REWARD_MODES} and --loss_agg one of "
+                         f"{LOSS_AGGS}, not {reward_mode!r} and {loss_agg!r}")
     if reward_mode != "outcome" and not rm_from:
-        raise ValueError(f"reward_mode={reward_mode} needs a reward model: set --rm_from=DIR")
+        raise SetupError(f"--reward_mode={reward_mode} needs a reward model: set --rm_from=DIR")
+    if 0 < clip_ratio_c <= 1:
+        raise SetupError(f"--clip_ratio_c={clip_ratio_c}: must be 0 (off) or above 1")
     rank, local_rank, world_size, device = init_distributed()
     compute_dtype = default_dtype(device) if dtype == "auto" else getattr(torch, dtype)
     hf_logging.disable_progress_bar()
@@ -308,8 +372,8 @@ if __name__ == "__main__":
     n_seqs = prompts_per_step * group_size
     mini = mini_batch_size or n_seqs
     if n_seqs % world_size or n_seqs % mini or mini % world_size:
-        raise ValueError(f"prompts_per_step * group_size ({n_seqs}) must split evenly over "
-                         f"{world_size} ranks and into mini-batches of {mini}")
+        raise SetupError(f"--prompts_per_step * --group_size ({n_seqs}) must split evenly over "
+                         f"{world_size} ranks and into mini-batches of {mini} (--mini_batch_size)")
     per_rank, mini_local = n_seqs // world_size, mini // world_size
     workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) //
                                      int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
@@ -326,11 +390,30 @@ if __name__ == "__main__":
             toy.ensure_reward_model(rm_from)
     barrier()
 
-    # ------------------------------------------------ data
-    stats = {}
-    problems = data.load_problems(train_file, stats=stats)
+    # ------------------------------------------------ inputs, checked before anything is written
     resume = init_from == "resume"
+    if not resume:
+        check_model_dir(init_from, "--init_from")
+    if rm_from:
+        check_model_dir(rm_from, "--rm_from")
+
+    def load_problem_file(path, flag, limit=None):
+        check_data_file(path, flag)      # an empty or all-bad file is a LoadError too
+        return data.load_problems(path, limit=limit, allow_empty=False)
+
+    problems = load_problem_file(train_file, "--train_file")
+    eval_problems = (load_problem_file(eval_file, "--eval_file", eval_max_problems or None)
+                     if eval_file else [])
     load_dir = os.path.join(out_dir, "last") if resume else init_from
+    if resume and not recover_checkpoint(load_dir):
+        raise SetupError(f"--init_from=resume: no complete checkpoint at {load_dir} "
+                         f"(--out_dir={out_dir}; nor an interrupted save's {load_dir}.tmp or .old)")
+    ref_dir = ""  # the frozen reference policy of kl_beta > 0: the run's starting point
+    if kl_beta > 0:
+        ref_dir = read_extra(load_dir)["config"]["init_from"] if resume else init_from
+        check_model_dir(ref_dir, "the reference policy (the run's --init_from, for --kl_beta)")
+
+    # ------------------------------------------------ data
     tokenizer = load_tokenizer(load_dir)
     prompt_text = lambda prob: apply_chat(tokenizer, data.rl_prompt(prob))
     keep = [p for p in problems if len(tokenizer(prompt_text(p), add_special_tokens=False)
@@ -339,8 +422,8 @@ if __name__ == "__main__":
            f"(prompt over {max_prompt_tokens} tokens)")
     problems = keep
     if not problems:
-        raise ValueError(f"{train_file}: no usable training problems")
-    eval_problems = data.load_problems(eval_file, limit=eval_max_problems or None) if eval_file else []
+        raise SetupError(f"--train_file={train_file}: every prompt is over "
+                         f"--max_prompt_tokens={max_prompt_tokens}")
 
     # ------------------------------------------------ models and optimizer
     policy = load_policy(load_dir, device, dtype=torch.float32)
@@ -358,8 +441,7 @@ if __name__ == "__main__":
         rm.eval().requires_grad_(False)
     ref = None
     if kl_beta > 0:
-        ref = load_policy(init_from if not resume else read_extra(load_dir)["config"]["init_from"],
-                          device, dtype=compute_dtype)
+        ref = load_policy(ref_dir, device, dtype=compute_dtype)
         ref.eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay)
     start_step = 0
@@ -464,8 +546,9 @@ if __name__ == "__main__":
         keep_seq = (1 - truncated) if mask_truncated else torch.ones_like(truncated)
 
         # -------- update
-        sums = {k: torch.zeros((), device=device) for k in
-                ("loss", "clipped_low", "clipped_high", "approx_kl", "entropy", "tokens")}
+        sum_keys = ("loss", "clipped_low", "clipped_high", "clipped_dual", "approx_kl", "entropy",
+                    "tokens")
+        sums = {k: torch.zeros((), device=device) for k in sum_keys}
         grad_norms = []
         for epoch in range(ppo_epochs):
             for m0 in range(0, per_rank, mini_local):
@@ -482,7 +565,7 @@ if __name__ == "__main__":
                     old = lp.detach() if on_policy else old_lp[s]
                     loss, st = policy_loss(lp.float(), old.float(), adv[s:e], mask, eps_low,
                                            eps_high, loss_agg, n_tok, mini, max_new_tokens,
-                                           ref_lp.get(s), kl_beta)
+                                           ref_lp.get(s), kl_beta, clip_ratio_c)
                     # FSDP averages gradients over ranks; the loss is already a global mean
                     (loss * world_size).backward()
                     sums["loss"] += loss.detach() / (ppo_epochs * (per_rank // mini_local))
@@ -508,8 +591,7 @@ if __name__ == "__main__":
             float(torch.nan_to_num(think)[~passed].sum()), float((scored & ~passed).sum()),
             float(resp_len.sum()), float(resp_len.max()), float(truncated.sum()),
             float(scores["bad_tests"]), float(len(outs))], device=device)
-        sums_vec = all_sum(torch.stack([sums[k] for k in ("loss", "clipped_low", "clipped_high",
-                                                          "approx_kl", "entropy", "tokens")]))
+        sums_vec = dict(zip(sum_keys, all_sum(torch.stack([sums[k] for k in sum_keys])).tolist()))
         if dist.is_initialized():
             maxlen = local[10].clone()
             dist.all_reduce(maxlen, op=dist.ReduceOp.MAX)
@@ -517,7 +599,7 @@ if __name__ == "__main__":
             local[10] = maxlen
         n = local[13].item()
         div = lambda a, b: a / b if b else float("nan")
-        tok = max(sums_vec[5].item(), 1.0)
+        tok = max(sums_vec["tokens"], 1.0)
         record = {
             "kind": "train", "step": step + 1,
             "reward": local[0].item() / n, "reward_format": local[1].item() / n,
@@ -528,9 +610,10 @@ if __name__ == "__main__":
             "think_failing": div(local[7].item(), local[8].item()),
             "resp_len_mean": local[9].item() / n, "resp_len_max": int(local[10].item()),
             "truncated_share": local[11].item() / n, "bad_tests": int(local[12].item()),
-            "loss": sums_vec[0].item(),
-            "clip_low": sums_vec[1].item() / tok, "clip_high": sums_vec[2].item() / tok,
-            "approx_kl": sums_vec[3].item() / tok, "entropy": sums_vec[4].item() / tok,
+            "loss": sums_vec["loss"],
+            "clip_low": sums_vec["clipped_low"] / tok, "clip_high": sums_vec["clipped_high"] / tok,
+            "clip_dual": sums_vec["clipped_dual"] / tok,
+            "approx_kl": sums_vec["approx_kl"] / tok, "entropy": sums_vec["entropy"] / tok,
             "grad_norm": sum(grad_norms) / len(grad_norms), "lr": lr,
             "time_gen": t_gen - t0, "time_sandbox": t_reward - t_old - scores["rm_time"],
             "time_rm": scores["rm_time"], "time_old_logp": t_old - t_gen,

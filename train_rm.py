@@ -10,6 +10,9 @@ well under a minute):
 Continue an interrupted run: the same command (same number of ranks: the optimizer
 state is saved per rank) plus
     --init_from=resume
+(a kill at any point, inside a checkpoint save too, leaves a complete checkpoint to resume
+from; a missing model directory or an empty pairs file stops the run with one line naming
+it, before anything in out_dir is touched)
 Evaluate any sequence-classification reward model (ours or another) on pair files; under
 torchrun each rank holds the whole model and scores a share of the pairs:
     python train_rm.py --eval_only=True --init_from=out/rm/best --eval_files=a.jsonl,b.json
@@ -67,9 +70,11 @@ from transformers.utils import logging as hf_logging
 import toy
 from configurator import configure
 from data import BadRecord, LoadError, load_pairs, read_rows, reward_model_text
-from model import (append_metrics, barrier, default_dtype, init_distributed, is_main,
+from model import (SetupError, append_metrics, barrier, check_data_file, check_model_dir,
+                   default_dtype, exit_on_setup_error, init_distributed, is_main,
                    load_reward_model, load_tokenizer, load_training_state, make_tiny_checkpoint,
-                   print0, reward_scores, save_checkpoint, trim_metrics, wrap_fsdp)
+                   print0, recover_checkpoint, reward_scores, save_checkpoint, trim_metrics,
+                   wrap_fsdp)
 
 # ---------------------------------------------------------------- config
 # The defaults train the toy world's reward model on a CPU (toy.py builds the world on
@@ -170,9 +175,20 @@ class Graded:
     meta: dict = field(default_factory=dict)
 
 
-def load_pair_files(paths):
+def load_files(paths, load, flag):
+    """All records of the comma-separated files in `paths`, in order; load(path) reads one
+    file. A missing file is a SetupError naming it and `flag`, one that gives no record a
+    LoadError naming it: an empty file means a wrong path or a failed step before."""
+    items = []
+    for path in [p.strip() for p in paths.split(",") if p.strip()]:
+        check_data_file(path, flag)
+        items += load(path)                 # a LoadError when it gives no record
+    return items
+
+
+def load_pair_files(paths, flag="--pairs_file", allow_empty=False):
     """All pairs of the comma-separated files in `paths`, in order."""
-    return [p for path in paths.split(",") if path.strip() for p in load_pairs(path.strip())]
+    return load_files(paths, lambda path: load_pairs(path, allow_empty=allow_empty), flag)
 
 
 def load_grades(path):
@@ -192,11 +208,13 @@ def load_grades(path):
             raise LoadError(path, where, "grade", f"expected a number in [0, 1], got {grade!r}")
         records.append(Graded(rec["prompt"], rec["reasoning"], float(grade),
                               str(rec.get("problem_id") or ""), rec.get("meta") or {}))
+    if not records:
+        raise LoadError(path, "file", None, "the file holds no records")
     return records
 
 
-def load_grade_files(paths):
-    return [g for path in paths.split(",") if path.strip() for g in load_grades(path.strip())]
+def load_grade_files(paths, flag="--grades_file"):
+    return load_files(paths, load_grades, flag)
 
 
 def problem_of(item):
@@ -377,14 +395,11 @@ def log_line(message):
 # ---------------------------------------------------------------- main
 if __name__ == "__main__":
     config = configure(globals())
+    exit_on_setup_error()  # bad paths and flags: one line naming them, exit status 1
     rank, local_rank, world_size, device = init_distributed()
     torch.manual_seed(seed)  # the score head of a causal-LM checkpoint starts from it
     compute_dtype = default_dtype(device) if dtype == "auto" else getattr(torch, dtype)
     hf_logging.disable_progress_bar()  # a bar per checkpoint save would break the step lines
-    if is_main():
-        os.makedirs(out_dir, exist_ok=True)
-        if not eval_only and os.path.exists(os.path.join(out_dir, FINISHED)):
-            os.remove(os.path.join(out_dir, FINISHED))   # this run is not finished yet
     # every rank decides before any could create it; saving is collective, so all build it
     build_tiny = tiny_init and init_from != "resume" and not os.path.exists(init_from)
     barrier()
@@ -394,36 +409,50 @@ if __name__ == "__main__":
         used = eval_files if eval_only else grades_file if objective == "score" else pairs_file
         toy.ensure_for([init_from, *used.split(","), *val_file.split(",")])
     barrier()
+    # out_dir is written only once every input has been checked and loaded (below), so a
+    # bad path or flag leaves an earlier run's files there as they were
+    resume = init_from == "resume" and not eval_only
+    if not resume:
+        check_model_dir(init_from, "--init_from")
 
     if eval_only:
+        if not eval_files.strip():
+            raise SetupError("--eval_only=True needs --eval_files=FILE[,FILE...]")
+        # A benchmark may hold no pair (a tiny toy LCB-RB where no problem has both kinds):
+        # it is reported with n = 0, not refused. Training files must hold pairs.
+        eval_sets = {path: load_pair_files(path, "--eval_files", allow_empty=True)
+                     for path in [p.strip() for p in eval_files.split(",") if p.strip()]}
+        for path in [path for path, pairs in eval_sets.items() if not pairs]:
+            print0(f"note: {path} holds no pairs; its row has n = 0")
         tokenizer = load_tokenizer(init_from)
         model = load_reward_model(init_from, device, dtype=compute_dtype, tokenizer=tokenizer)
         results = {}
-        for path in [p.strip() for p in eval_files.split(",") if p.strip()]:
-            results[path] = evaluate_pairs(model, tokenizer, load_pairs(path), device,
+        for path, pairs in eval_sets.items():
+            results[path] = evaluate_pairs(model, tokenizer, pairs, device,
                                            micro_batch_size, max_length, rank, world_size)
         print0(format_table(results))
         if is_main():
+            os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "eval_results.json"), "w") as f:
                 json.dump({"init_from": init_from, "results": results}, f, indent=1)
     else:
         # ------------------------------------------------ data
         if objective not in ("bt", "score"):
-            raise ValueError(f"objective must be 'bt' or 'score', got {objective!r}")
+            raise SetupError(f"--objective must be 'bt' or 'score', not {objective!r}")
         # pairs (Bradley-Terry) or graded reasonings (score): "items" below
         unit = "graded reasonings" if objective == "score" else "pairs"
         # the second figure of the log lines: pairs' mean margin, grades' mean abs error
         spread_name, spread_key = ("mae", "mae") if objective == "score" else ("margin", "mean_margin")
         load = load_grade_files if objective == "score" else load_pair_files
-        items = load(grades_file if objective == "score" else pairs_file)
-        train_items, val_items = training_split(items, load(val_file) if val_file else None,
-                                                val_fraction, seed)
+        items = (load(grades_file, "--grades_file") if objective == "score" else
+                 load(pairs_file, "--pairs_file"))
+        train_items, val_items = training_split(items, load(val_file, "--val_file") if val_file
+                                                else None, val_fraction, seed)
         if not val_items:
-            raise ValueError((f"{val_file} holds no {unit}" if val_file else
-                              f"validation split is empty ({len(items)} {unit}, val_fraction "
-                              f"{val_fraction})") + "; early stopping and best/ need them")
+            raise SetupError(f"the validation split is empty ({len(items)} {unit}, "
+                             f"--val_fraction={val_fraction}); early stopping and best/ need it")
         if batch_size % world_size or len(train_items) < batch_size:
-            raise ValueError(f"batch_size {batch_size} must divide by world size {world_size} "
+            raise SetupError(f"--batch_size={batch_size} must divide by world size {world_size} "
                              f"and not exceed the {len(train_items)} training {unit}")
         steps_per_epoch = len(train_items) // batch_size
         total_steps = epochs * steps_per_epoch
@@ -436,8 +465,13 @@ if __name__ == "__main__":
                f"{math.ceil(per_rank / micro_batch_size)} micro-batches per step per rank")
 
         # ------------------------------------------------ model and optimizer
-        resume = init_from == "resume"
         load_dir = os.path.join(out_dir, "last") if resume else init_from
+        if resume:
+            if not recover_checkpoint(load_dir):
+                raise SetupError(f"--init_from=resume: no complete checkpoint at {load_dir} "
+                                 f"(--out_dir={out_dir}; nor an interrupted save's "
+                                 f"{load_dir}.tmp or .old)")
+            recover_checkpoint(os.path.join(out_dir, "best"))  # it may have been mid-save too
         tokenizer = load_tokenizer(load_dir)
         model = load_reward_model(load_dir, device, dtype=torch.float32, tokenizer=tokenizer)
         model.train()
@@ -459,6 +493,9 @@ if __name__ == "__main__":
         start_step = state["step"]
         metrics_path = os.path.join(out_dir, log_file)
         if is_main():
+            os.makedirs(out_dir, exist_ok=True)
+            if os.path.exists(os.path.join(out_dir, FINISHED)):
+                os.remove(os.path.join(out_dir, FINISHED))   # this run is not finished yet
             trim_metrics(metrics_path, start_step)
 
         # ------------------------------------------------ training loop

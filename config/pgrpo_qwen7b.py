@@ -17,6 +17,7 @@ max_prompt_tokens = 2048
 temperature = 1.0  # not in the paper
 learning_rate = 1e-6
 eps_low, eps_high = 0.2, 0.28
+clip_ratio_c = 3.0  # dual-clip, VeRL's default (the paper trained with VeRL and names no other)
 loss_agg = "token_mean"
 kl_beta = 0.0
 ppo_epochs = 1

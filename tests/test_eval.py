@@ -503,3 +503,9 @@ def test_convert_gguf_real_file(tmp_path):
     marker_time = os.path.getmtime(os.path.join(out, M.COMPLETE_MARKER))
     assert M.convert_gguf(path, out) == out                        # done once
     assert os.path.getmtime(os.path.join(out, M.COMPLETE_MARKER)) == marker_time
+
+
+def test_a_missing_model_dir_is_one_line(tmp_path):
+    last = fails_cleanly(f"--init_from={tmp_path / 'no-model'}", f"--benchmark={FIXTURE}",
+                         f"--out_dir={tmp_path}", "--run_name=t", "--threads=1")
+    assert last == f"eval.py: error: {tmp_path / 'no-model'}: no such directory", last

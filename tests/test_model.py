@@ -1,6 +1,8 @@
 """Tests for model.py on CPU in fp32 with tiny random models built in tmp dirs."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -36,6 +38,21 @@ def padded(tokenizer, texts, side="left"):
 def weights_equal(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def stepped_optimizer(model, tokenizer):
+    """AdamW after one step on TEXTS: its moments depend on the model's weights."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids, mask = padded(tokenizer, TEXTS)
+    (-M.token_logprobs(model, ids, mask).sum()).backward()
+    optimizer.step()
+    return optimizer
+
+
+def moments_equal(a, b):
+    sa, sb = a.state_dict()["state"], b.state_dict()["state"]
+    return sa.keys() == sb.keys() and all(torch.equal(sa[i][k], sb[i][k]) for i in sa
+                                          for k in ("step", "exp_avg", "exp_avg_sq"))
 
 
 # ---------------------------------------------------------------- tokenizer and tiny models
@@ -310,28 +327,20 @@ def test_crash_during_save_keeps_previous_checkpoint(tokenizer, tmp_path, monkey
     with pytest.raises(OSError, match="disk full"):
         M.save_checkpoint(out, new, tokenizer, extra={"step": 2})
     monkeypatch.undo()
-    leftovers = [p for p in os.listdir(tmp_path) if p != "ckpt"]
-    assert len(leftovers) == 1 and ".tmp-" in leftovers[0]
-    assert os.path.exists(os.path.join(tmp_path, leftovers[0], "model.safetensors"))
-    assert not M.is_complete_checkpoint(os.path.join(tmp_path, leftovers[0]))
-    assert M.is_complete_checkpoint(out) and M.read_extra(out) == {"step": 1}
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "ckpt.tmp"]
+    assert os.path.exists(os.path.join(tmp_path, "ckpt.tmp", "model.safetensors"))
+    assert not M.is_complete_checkpoint(os.path.join(tmp_path, "ckpt.tmp"))
+    assert M.recover_checkpoint(out) and M.read_extra(out) == {"step": 1}
     assert weights_equal(M.load_policy(out, "cpu"), old)
 
     M.save_checkpoint(out, new, tokenizer, extra={"step": 2})
     assert M.read_extra(out) == {"step": 2} and weights_equal(M.load_policy(out, "cpu"), new)
-    assert sorted(os.listdir(tmp_path)) == ["ckpt"]  # the stale temp dir of this pid was reused
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"]  # the unfinished temp dir was replaced
 
 
 def test_training_state_restores_optimizer_and_rng(tokenizer, tmp_path):
-    def trained_optimizer(model):
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        ids, mask = padded(tokenizer, TEXTS)
-        (-M.token_logprobs(model, ids, mask).sum()).backward()
-        optimizer.step()
-        return optimizer
-
     model = M.make_tiny_model(tokenizer)
-    optimizer = trained_optimizer(model)
+    optimizer = stepped_optimizer(model, tokenizer)
     M.save_checkpoint(str(tmp_path / "ckpt"), model, tokenizer, extra={"step": 1}, optimizer=optimizer)
     expected_rand = torch.rand(4)
 
@@ -352,6 +361,197 @@ def test_training_state_restores_optimizer_and_rng(tokenizer, tmp_path):
         M.load_training_state(str(tmp_path / "ckpt"), fresh)
     with pytest.raises(FileNotFoundError, match="no training state"):
         M.load_training_state(str(tmp_path), fresh)
+
+
+def crash_after(monkeypatch, k):
+    """Make the k-th checkpoint step from now raise SimulatedCrash (0: never)."""
+    monkeypatch.setattr(M, "_steps_done", 0)
+    monkeypatch.setattr(M, "CRASH_AFTER", k)
+
+
+def test_a_save_killed_after_any_step_resumes_from_a_complete_checkpoint(tokenizer, tmp_path,
+                                                                         monkeypatch):
+    """Checkpoint 1 is in place and checkpoint 2 is being saved over it when the process
+    dies after step k of the save; then the resume that recovers it may die after step j
+    of its own renames. Every time, the next resume must load one whole checkpoint, 1 or
+    2 (weights, extra and optimizer state of the same save) and leave no leftovers."""
+    models = {s: M.make_tiny_model(tokenizer, seed=s) for s in (1, 2)}
+    optimizers = {s: stepped_optimizer(models[s], tokenizer) for s in (1, 2)}
+
+    def save(out, s):
+        M.save_checkpoint(out, models[s], tokenizer, extra={"step": s}, optimizer=optimizers[s])
+
+    def resumed_step(out):
+        assert M.recover_checkpoint(out)
+        step = M.read_extra(out)["step"]
+        assert weights_equal(M.load_policy(out, "cpu"), models[step])
+        fresh = torch.optim.AdamW(models[step].parameters(), lr=1e-3)
+        assert M.load_training_state(out, fresh) == {"step": step}
+        assert moments_equal(fresh, optimizers[step])
+        assert os.listdir(os.path.dirname(out)) == ["last"]     # leftovers are gone
+        return step
+
+    crash_after(monkeypatch, 0)
+    save(str(tmp_path / "count" / "last"), 1)
+    first = M._steps_done
+    save(str(tmp_path / "count" / "last"), 2)
+    n_steps = M._steps_done - first
+    assert n_steps == 5       # written, marked, old moved aside, new in place, old deleted
+    for k in range(1, n_steps):
+        root = tmp_path / f"kill{k}"
+        out = str(root / "last")
+        save(out, 1)
+        crash_after(monkeypatch, k)
+        with pytest.raises(M.SimulatedCrash):
+            save(out, 2)
+        crash_after(monkeypatch, 0)
+        if k == 3:      # the state of issue 14: no last/, the old and the new beside it
+            assert sorted(os.listdir(root)) == ["last.old", "last.tmp"]
+        expected = 1 if k == 1 else 2     # the new one counts once it is marked complete
+        for j in range(1, 10):
+            trial = tmp_path / f"kill{k}-recovery{j}"
+            shutil.copytree(root, trial)
+            crash_after(monkeypatch, j)
+            try:
+                M.recover_checkpoint(str(trial / "last"))
+                finished = True
+            except M.SimulatedCrash:
+                finished = False
+            crash_after(monkeypatch, 0)
+            assert resumed_step(str(trial / "last")) == expected, (k, j)
+            if finished:
+                break
+        assert resumed_step(out) == expected, k
+
+
+def test_recover_the_leftovers_of_the_earlier_naming(tokenizer, tmp_path):
+    """Before issue 14 a save used <dir>.tmp-<pid> and <dir>.old-<pid>; a run killed
+    between its two renames has no last/ and must still resume, from the newer one."""
+    for step in (1, 2):
+        M.save_checkpoint(str(tmp_path / f"s{step}"), M.make_tiny_model(tokenizer, seed=step),
+                          tokenizer, extra={"step": step})
+    os.rename(tmp_path / "s1", tmp_path / "last.old-4242")
+    os.rename(tmp_path / "s2", tmp_path / "last.tmp-4242")
+    os.makedirs(tmp_path / "last.tmp-17")                      # an unfinished one, older still
+    assert M.recover_checkpoint(str(tmp_path / "last"))
+    assert M.read_extra(str(tmp_path / "last")) == {"step": 2}
+    assert os.listdir(tmp_path) == ["last"]
+
+
+def test_recover_without_any_complete_checkpoint_touches_nothing(tokenizer, tmp_path):
+    assert not M.recover_checkpoint(str(tmp_path / "last"))
+    M.save_checkpoint(str(tmp_path / "last"), M.make_tiny_model(tokenizer), tokenizer)
+    os.remove(tmp_path / "last" / M.COMPLETE_MARKER)          # torn: not loadable
+    os.rename(tmp_path / "last", tmp_path / "last.tmp")
+    before = sorted(os.listdir(tmp_path / "last.tmp"))
+    assert not M.recover_checkpoint(str(tmp_path / "last"))
+    assert os.listdir(tmp_path) == ["last.tmp"] and sorted(os.listdir(tmp_path / "last.tmp")) == before
+
+
+def test_optimizer_state_of_another_save_is_refused(tokenizer, tmp_path):
+    model = M.make_tiny_model(tokenizer)
+    optimizer = stepped_optimizer(model, tokenizer)
+    for step in (1, 2):
+        M.save_checkpoint(str(tmp_path / f"s{step}"), model, tokenizer, extra={"step": step},
+                          optimizer=optimizer)
+    name = "training_state.rank0.pt"
+    shutil.copy(tmp_path / "s1" / name, tmp_path / "s2" / name)   # step-1 moments, step-2 weights
+    with pytest.raises(ValueError, match="optimizer state from save"):
+        M.load_training_state(str(tmp_path / "s2"), torch.optim.AdamW(model.parameters()))
+
+
+# ---------------------------------------------------------------- run logs
+
+
+def write_lines(path, steps, tail=""):
+    with open(path, "w") as f:
+        f.writelines(json.dumps({"kind": "train", "step": s}) + "\n" for s in steps)
+        f.write(tail)
+
+
+def logged_steps(path):
+    with open(path) as f:
+        return [json.loads(line)["step"] for line in f]
+
+
+def test_trim_metrics_keeps_earlier_steps_and_drops_a_torn_line(tmp_path):
+    path = str(tmp_path / "metrics.jsonl")
+    write_lines(path, [1, 2, 3, 4], tail='{"kind": "train", "st')     # killed mid-append
+    M.trim_metrics(path, 3)
+    assert logged_steps(path) == [1, 2, 3]
+    M.trim_metrics(path, 0)                                           # a fresh run
+    assert logged_steps(path) == []
+
+
+def test_trim_metrics_killed_while_writing_keeps_the_old_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "metrics.jsonl")
+    write_lines(path, [1, 2, 3, 4])
+    real_open = open
+
+    def open_then_die(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)        # "w" has truncated the file by now
+        if "w" in mode:
+            f.close()
+            raise OSError("killed")
+        return f
+
+    monkeypatch.setattr(M, "open", open_then_die, raising=False)    # model.py's open only
+    with pytest.raises(OSError, match="killed"):
+        M.trim_metrics(path, 2)
+    monkeypatch.undo()
+    assert logged_steps(path) == [1, 2, 3, 4]
+
+    def die(*args):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr(M.os, "replace", die)        # the new file is whole, not yet in place
+    with pytest.raises(OSError, match="before the rename"):
+        M.trim_metrics(path, 2)
+    monkeypatch.undo()
+    assert logged_steps(path) == [1, 2, 3, 4]
+    M.trim_metrics(path, 2)
+    assert logged_steps(path) == [1, 2]
+    assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl"]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_model_dir_problems_are_setup_errors_naming_flag_and_path(tokenizer, tmp_path):
+    def message(path, **kw):
+        with pytest.raises(M.SetupError) as e:
+            M.check_model_dir(path, "--init_from", **kw)
+        assert f"--init_from={path}" in str(e.value)
+        return str(e.value)
+
+    assert "no such directory" in message(str(tmp_path / "missing" / "best"))
+    os.makedirs(tmp_path / "empty")
+    assert "empty" in message(str(tmp_path / "empty"))
+    (tmp_path / "file").write_text("x")
+    assert "a file" in message(str(tmp_path / "file"))
+    ckpt = M.make_tiny_checkpoint(str(tmp_path / "ckpt"))
+    M.check_model_dir(ckpt, "--init_from")
+    os.remove(os.path.join(ckpt, "model.safetensors"))
+    assert "no weights" in message(ckpt) and "tokenizer" not in message(ckpt)
+    M.check_model_dir(ckpt, "--init_from", parts=("config", "tokenizer"))
+    M.check_model_dir("Qwen/Qwen2.5-Coder-7B-Instruct", "--init_from")   # a Hub id: HF's to fetch
+    # the loaders check too, so any caller gets the path instead of HF's "Repo id must be ..."
+    with pytest.raises(M.SetupError, match="weights"):
+        M.load_policy(ckpt, "cpu")
+    with pytest.raises(M.SetupError, match="empty"):
+        M.load_tokenizer(str(tmp_path / "empty"))
+    with pytest.raises(M.SetupError, match="no such directory"):
+        M.load_reward_model(str(tmp_path / "missing" / "best"), "cpu")
+
+
+def test_setup_error_exits_with_one_line(tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {REPO!r})\nimport model\n"
+                      "model.exit_on_setup_error()\n"
+                      "raise model.SetupError('--init_from=out/x: no such directory')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "bad.py: error: --init_from=out/x: no such directory"
 
 
 # ---------------------------------------------------------------- FSDP2 (two CPU processes)

@@ -706,3 +706,12 @@ def test_score_objective_loss_falls(tiny, tmp_path):
     assert evals[-1]["loss"] < 0.5 * evals[0]["loss"]
     assert sum(train[-3:]) < 0.5 * sum(train[:3])
     assert "graded reasonings: 72" in proc.stdout and " mae " in proc.stdout
+
+
+def test_a_missing_model_dir_is_one_line(tmp_path):
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps({"id": "a", "statement": "Add.", "tests": [
+        {"kind": "stdio", "input": "1 2", "output": "3"}]}) + "\n")
+    last = synth_fails_cleanly("reason", f"--problems={problems}", f"--out_dir={tmp_path / 'out'}",
+                               f"--model={tmp_path / 'no-model'}")
+    assert last.startswith("synth.py: error: ") and str(tmp_path / "no-model") in last, last

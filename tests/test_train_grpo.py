@@ -63,6 +63,53 @@ def test_group_advantages_by_hand():
         group_advantages(T([1.0, 2.0, 3.0]), 2)
 
 
+def test_equal_rewards_get_exactly_zero_advantage():
+    """Eight passing samples with the same Rt (R = 2 + sigmoid(0.3)) got A = +0.19 each:
+    the float32 mean of equal values is not always that value, and the rounding error,
+    divided by std + 1e-6, is not small. Equal rewards must give A = 0 exactly."""
+    issue = torch.full((8,), 2.0) + torch.sigmoid(T(0.3))
+    assert issue.view(1, 8).mean(1).item() != issue[0].item()    # the trap is real
+    assert torch.equal(group_advantages(issue, 8), torch.zeros(8))
+    gen = torch.Generator().manual_seed(0)
+    values = torch.cat([2 + torch.sigmoid(torch.linspace(-3, 3, 61)),        # P-GRPO rewards
+                        torch.rand(40, generator=gen, dtype=torch.float64) * 3])
+    for dtype in (torch.float32, torch.float64):
+        for n in range(2, 33):
+            rewards = values.to(dtype).repeat_interleave(n)      # one equal group per value
+            for std_normalize in (True, False):
+                adv = group_advantages(rewards, n, std_normalize)
+                assert torch.equal(adv, torch.zeros_like(adv)), (dtype, n, std_normalize)
+
+
+def test_group_advantages_are_the_exact_values_rounded_once():
+    """With several different rewards per group each A_i is the equation computed exactly
+    (statistics works in fractions) and rounded to float32 once."""
+    import statistics
+    gen = torch.Generator().manual_seed(1)
+    for n in range(2, 33):
+        rewards = 2 + torch.sigmoid(torch.randn(4 * n, generator=gen))
+        rewards[::3] = rewards[0]                                 # some ties, too
+        adv = group_advantages(rewards, n)
+        for g in range(4):
+            group = rewards[g * n:(g + 1) * n].tolist()
+            mean, std = statistics.mean(group), statistics.stdev(group)
+            want = torch.tensor([(r - mean) / (std + 1e-6) for r in group], dtype=torch.float64)
+            assert torch.equal(adv[g * n:(g + 1) * n], want.float()), (n, g)
+
+
+def test_group_advantages_non_degenerate_group_by_hand():
+    # R = [2 + s, 2 + s, 2 + s, 1], s = sigmoid(0.3). With d = (1 + s) / 4:
+    # mean = (7 + 3s) / 4, so R - mean = [d, d, d, -3d]; the sample variance is
+    # (3d^2 + 9d^2) / 3 = 4d^2, std = 2d, and A = [1/2, 1/2, 1/2, -3/2] * 2d / (2d + 1e-6).
+    s = torch.sigmoid(T(0.3)).item()
+    rewards = T([2 + s, 2 + s, 2 + s, 1.0])
+    d = (1 + s) / 4
+    want = T([0.5, 0.5, 0.5, -1.5]) * (2 * d / (2 * d + 1e-6))
+    adv = group_advantages(rewards, 4)
+    assert torch.allclose(adv, want, rtol=1e-6, atol=0)
+    assert adv[0] == adv[1] == adv[2]
+
+
 def test_group_advantages_across_two_ranks(tmp_path):
     """A group straddling two gloo ranks gets the statistics of the whole group."""
     script = tmp_path / "adv.py"
@@ -79,6 +126,11 @@ want = group_advantages(rewards, 3)[r * 3:(r + 1) * 3]
 assert torch.allclose(got, want), (got, want)
 got = gather_group_advantages(rewards[r * 3:(r + 1) * 3], 2)   # a group split 1 + 1
 assert torch.allclose(got, group_advantages(rewards, 2)[r * 3:(r + 1) * 3])
+# equal rewards, three groups of 8 over two ranks (the middle one split 4 + 4): A = 0
+# exactly on both ranks, not the +0.19 of a float32 mean
+equal = torch.full((24,), 2.0) + torch.sigmoid(torch.tensor(0.3))
+got = gather_group_advantages(equal[r * 12:(r + 1) * 12], 8)
+assert torch.equal(got, torch.zeros(12)), got
 open({str(tmp_path)!r} + f"/ok{{r}}", "w").close()   # a file each: stdout lines interleave
 dist.destroy_process_group()
 """)
@@ -137,6 +189,62 @@ def test_policy_loss_kl_term_by_hand():
     loss, _ = policy_loss(logp, logp, T([0.0]), torch.ones(1, 2), 0.2, 0.28, "token_mean",
                           2, 1, 2, ref_logp=ref, kl_beta=0.5)
     assert torch.isclose(loss, T(0.5 * (math.e - 2)))
+
+
+def test_policy_loss_dual_clip_by_hand():
+    # One sequence, four tokens with ratios 0.5, 2, 4, 10; eps 0.2 / 0.28, c = 3.
+    ratios = T([[0.5, 2.0, 4.0, 10.0]])
+    logp = ratios.log().requires_grad_()
+    old, mask = torch.zeros(1, 4), torch.ones(1, 4)
+    loss_of = lambda adv, c: policy_loss(logp, old, T([adv]), mask, 0.2, 0.28, "token_mean",
+                                         4, 1, 4, clip_ratio_c=c)
+    # A = -1: max(r, clip(r, 0.8, 1.28)) = [0.8, 2, 4, 10]; dual-clip caps each at
+    # -A * c = 3: [0.8, 2, 3, 3], mean 8.8 / 4 = 2.2 (without it 16.8 / 4 = 4.2)
+    loss, st = loss_of(-1.0, 3.0)
+    assert torch.isclose(loss, T(2.2)) and st["clipped_dual"] == 2
+    assert torch.isclose(loss_of(-1.0, 0.0)[0], T(4.2))
+    # only token 2 moves the loss: d(r / 4) / d logp = r / 4 = 0.5; tokens 1 (clipped at
+    # 0.8), 3 and 4 (capped at 3) carry no gradient
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert torch.allclose(grad, T([[0.0, 0.5, 0.0, 0.0]]))
+    # A = -2: [1.6, 4, 8, 20] capped at 6: [1.6, 4, 6, 6], mean 17.6 / 4 = 4.4
+    assert torch.isclose(loss_of(-2.0, 3.0)[0], T(4.4))
+    # A = +1: no dual-clip; max(-r, -clip(r)) = [-0.5, -1.28, -1.28, -1.28], mean -1.085
+    loss, st = loss_of(1.0, 3.0)
+    assert torch.isclose(loss, T(-1.085)) and st["clipped_dual"] == 0
+    assert torch.isclose(loss_of(1.0, 0.0)[0], T(-1.085))
+
+
+def test_policy_loss_clamps_the_log_ratio():
+    """A log-ratio of 100 overflows exp in float32 (past 88.7): unclamped, the token's
+    loss is inf, and a masked one turns the sum into NaN (0 * inf). Clamped at 20 as in
+    VeRL, both stay finite."""
+    old = torch.zeros(1, 3)
+    logp = T([[100.0, 0.0, -100.0]]).requires_grad_()
+    # A = -1, no dual-clip: the tokens give exp(20), 1 and 0.8 (clip(e^-20) = 0.8)
+    loss, st = policy_loss(logp, old, T([-1.0]), torch.ones(1, 3), 0.2, 0.28, "token_mean",
+                           3, 1, 3)
+    assert torch.isclose(loss, T((math.exp(20) + 1 + 0.8) / 3))
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert torch.isfinite(grad).all() and grad[0, 0] == 0          # past the clamp: no gradient
+    assert all(torch.isfinite(v) for v in st.values())
+    # the runaway token masked out: the loss is that of the middle token alone
+    loss, st = policy_loss(logp, old, T([-1.0]), T([[0.0, 1.0, 0.0]]), 0.2, 0.28,
+                           "token_mean", 1, 1, 3)
+    assert torch.isclose(loss, T(1.0)) and all(torch.isfinite(v) for v in st.values())
+
+
+def test_policy_loss_kl_term_is_clamped_like_verl():
+    # ref - logp = 30 and 100: the log-ratio is clamped to 20 and k3 = e^20 - 21 to 10.
+    # At 100, exp overflows float32: unclamped, the forward is still capped at 10, but the
+    # backward multiplies the cap's zero gradient by exp(100) = inf and gives NaN.
+    logp = torch.zeros(1, 2, requires_grad=True)
+    ref = T([[30.0, 100.0]])
+    loss, _ = policy_loss(logp, logp.detach(), T([0.0]), torch.ones(1, 2), 0.2, 0.28,
+                          "token_mean", 2, 1, 2, ref_logp=ref, kl_beta=0.5)
+    assert torch.isclose(loss, T(0.5 * 10))
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert torch.equal(grad, torch.zeros(1, 2))
 
 
 def test_policy_loss_gradient_matches_finite_differences():
@@ -260,9 +368,9 @@ def metrics(out_dir, kind="train"):
 
 METRICS = ("reward", "reward_format", "reward_outcome", "reward_think", "rm_gate_share",
            "pass_rate", "format_rate", "think_passing", "think_failing", "resp_len_mean",
-           "resp_len_max", "truncated_share", "loss", "clip_low", "clip_high", "approx_kl",
-           "entropy", "grad_norm", "lr", "time_gen", "time_sandbox", "time_rm", "time_train",
-           "tokens_per_s", "bad_tests")
+           "resp_len_max", "truncated_share", "loss", "clip_low", "clip_high", "clip_dual",
+           "approx_kl", "entropy", "grad_norm", "lr", "time_gen", "time_sandbox", "time_rm",
+           "time_train", "tokens_per_s", "bad_tests")
 
 
 def test_one_step_learns_and_logs_everything(warm_policy, tmp_path):
@@ -318,8 +426,13 @@ def test_kill_and_resume_reproduces_the_run(warm_policy, tmp_path):
     proc.send_signal(signal.SIGKILL)                   # mid-run, after the step-2 checkpoint
     proc.wait()
     assert len(metrics(cut)) == 3
-    torchrun(1, grpo_args(warm_policy, cut, rm, max_steps=4, ckpt_interval=2, init_from="resume"))
+    # and as if that save had been killed between its renames: only last.tmp is complete
+    os.rename(os.path.join(cut, "last"), os.path.join(cut, "last.tmp"))
+    log = torchrun(1, grpo_args(warm_policy, cut, rm, max_steps=4, ckpt_interval=2,
+                                init_from="resume"))
+    assert "at step 2" in log
     assert not os.path.exists(os.path.join(REPO, "resume"))     # "resume" is no tiny_init path
+    assert not [d for d in os.listdir(cut) if d.startswith("last.")]    # leftovers cleaned
     a, b = metrics(full), metrics(cut)
     assert [r["step"] for r in b] == [1, 2, 3, 4]
     for ra, rb in zip(a, b):
@@ -346,12 +459,71 @@ def test_bad_problems_are_counted_not_fatal(warm_policy, tmp_path):
 
 def test_off_policy_epochs_minibatches_and_kl(warm_policy, tmp_path):
     """Two passes over two mini-batches whose size is no multiple of the micro-batch,
-    with a KL penalty to a frozen reference: the second pass is off-policy."""
+    with a KL penalty to a frozen reference: the second pass is off-policy. A dual-clip
+    bound just above 1 makes some off-policy tokens with A < 0 hit it."""
     out = str(tmp_path / "run")
     torchrun(1, grpo_args(warm_policy, out, str(tmp_path / "rm"), max_steps=1, ppo_epochs=2,
                           mini_batch_size=8, micro_batch_size=3, kl_beta=0.1,
-                          loss_agg="seq_mean_token_mean", reward_mode="soft"))
+                          loss_agg="seq_mean_token_mean", reward_mode="soft", clip_ratio_c=1.001))
     (rec,) = metrics(out)
+    assert 0 < rec["clip_dual"] < 1
     assert rec["approx_kl"] > 0 and math.isfinite(rec["loss"]) and rec["grad_norm"] > 0
     assert 0 <= rec["clip_low"] <= 1 and 0 <= rec["clip_high"] <= 1
     assert rec["rm_gate_share"] >= rec["pass_rate"]          # soft: every sample with P_o > 0
+
+
+# ----------------------------------------------------------------------------- bad input
+def snapshot(root):
+    """Every directory and file under root, with the files' bytes."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(folder, name), root)] = None
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                found[os.path.relpath(os.path.join(folder, name), root)] = f.read()
+    return found
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    return M.make_tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "policy"))
+
+
+# case: (settings, the message's start, a phrase of its end); "{x}" are paths made below
+BAD_INPUTS = {
+    "no policy dir": (dict(init_from="{missing}"), "--init_from={missing}", "no such directory"),
+    "empty policy dir": (dict(init_from="{empty_dir}"), "--init_from={empty_dir}", "empty"),
+    "no reward model dir": (dict(rm_from="{missing}"), "--rm_from={missing}", "no such directory"),
+    "empty reward model dir": (dict(rm_from="{empty_dir}"), "--rm_from={empty_dir}", "empty"),
+    "resume without checkpoint": (dict(init_from="resume"), "--init_from=resume",
+                                  "no complete checkpoint at {out}/last"),
+    "empty problem file": (dict(train_file="{empty_file}"), "{empty_file}, file",
+                           "no problems: the file holds no records"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_stops_with_one_line_and_touches_nothing(case, tiny_policy, tmp_path):
+    """A missing or empty model directory, nothing to resume, or an empty problem file:
+    exit status 1, one line naming the flag and path (no traceback from transformers),
+    and an earlier run's files in out_dir (metrics, an unfinished save) left as they were."""
+    paths = dict(missing=str(tmp_path / "missing" / "model"), empty_dir=str(tmp_path / "empty"),
+                 empty_file=str(tmp_path / "empty.jsonl"), out=str(tmp_path / "run"))
+    os.makedirs(paths["empty_dir"])
+    open(paths["empty_file"], "w").close()
+    os.makedirs(os.path.join(paths["out"], "last.tmp"))
+    with open(os.path.join(paths["out"], "metrics.jsonl"), "w") as f:
+        f.write(json.dumps({"kind": "train", "step": 1}) + "\n")
+    settings, start, phrase = BAD_INPUTS[case]
+    settings = {k: v.format(**paths) for k, v in settings.items()}
+    before = snapshot(tmp_path)
+    args = grpo_args(tiny_policy, paths["out"], tiny_policy, **{"tiny_init": False, **settings})
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_grpo.py: error: " + start.format(**paths)), last
+    assert phrase.format(**paths) in last, last
+    assert snapshot(tmp_path) == before

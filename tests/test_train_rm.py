@@ -331,3 +331,80 @@ def test_killed_run_resumes_to_the_same_end(tiny, tmp_path):
     stdout = run_train(args + ["--init_from=resume", f"--out_dir={cut}"])
     assert "at step 4" in stdout
     assert_same_trajectory(read_metrics(cut), read_metrics(whole), rel=1e-6)
+
+
+def test_a_save_killed_between_its_renames_resumes_from_the_newer_checkpoint(reference, tiny,
+                                                                             tmp_path):
+    """A run dies inside its step-4 save of last/, after last/ went to last.old and
+    before last.tmp took its place (RECODE_CKPT_CRASH_AFTER counts the save's steps).
+    --init_from=resume must take the newer one, step 4, and end as the uninterrupted run."""
+    evals = [r for r in read_metrics(reference) if r["kind"] == "eval"]
+    saves_of_best = sum(r["best_step"] == r["step"] for r in evals if r["step"] <= 4)
+    saves_before = saves_of_best + sum(r["step"] < 4 for r in evals)   # best/ first, then last/
+    steps_per_save = 5       # files written, marked, old moved aside, new in place, old deleted
+    out = str(tmp_path / "cut")
+    args = SHORT + [f"--init_from={tiny}", f"--out_dir={out}"]
+    crashed = subprocess.run([sys.executable, "train_rm.py", *args], cwd=REPO, text=True,
+                             capture_output=True, timeout=180,
+                             env={**os.environ, "OMP_NUM_THREADS": "1",
+                                  "RECODE_CKPT_CRASH_AFTER": str(steps_per_save * saves_before + 3)})
+    assert crashed.returncode != 0 and "SimulatedCrash" in crashed.stderr, crashed.stderr[-3000:]
+    assert sorted(d for d in os.listdir(out) if d.startswith("last")) == ["last.old", "last.tmp"]
+    stdout = run_train(SHORT + ["--init_from=resume", f"--out_dir={out}"])
+    assert "at step 4" in stdout
+    assert_same_trajectory(read_metrics(out), read_metrics(reference), rel=1e-6)
+    assert sorted(d for d in os.listdir(out) if d.startswith(("last", "best"))) == ["best", "last"]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def snapshot(root):
+    """Every directory and file under root, with the files' bytes."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(folder, name), root)] = None
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                found[os.path.relpath(os.path.join(folder, name), root)] = f.read()
+    return found
+
+
+# case: (flags, the message's start, a phrase of its end); "{x}" are paths made below
+BAD_INPUTS = {
+    "no base model dir": (["--init_from={missing}"], "--init_from={missing}", "no such directory"),
+    "empty base model dir": (["--init_from={empty_dir}"], "--init_from={empty_dir}", "empty"),
+    "resume without checkpoint": (["--init_from=resume"], "--init_from=resume",
+                                  "no complete checkpoint at {out}/last"),
+    "empty pairs file": (["--init_from={tiny}", "--pairs_file={empty_file}"],
+                         "{empty_file}, file", "no pairs: the file holds no records"),
+    "empty reward model dir, eval only": (["--init_from={empty_dir}", "--eval_only=True",
+                                           f"--eval_files={TOY}"], "--init_from={empty_dir}", "empty"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_stops_with_one_line_and_touches_nothing(case, tiny, tmp_path):
+    """Exit status 1 and one line naming the flag and path (not transformers' "Repo id
+    must be in the form ..."); an earlier run's out_dir keeps everything, FINISHED too."""
+    paths = dict(missing=str(tmp_path / "missing" / "base"), empty_dir=str(tmp_path / "empty"),
+                 empty_file=str(tmp_path / "empty.jsonl"), out=str(tmp_path / "run"), tiny=tiny)
+    os.makedirs(paths["empty_dir"])
+    open(paths["empty_file"], "w").close()
+    os.makedirs(os.path.join(paths["out"], "last.tmp"))          # an unfinished save
+    for name, text in (("FINISHED", "{}"), ("metrics.jsonl", '{"kind": "train", "step": 1}\n')):
+        with open(os.path.join(paths["out"], name), "w") as f:
+            f.write(text)
+    flags, start, phrase = BAD_INPUTS[case]
+    before = snapshot(tmp_path)
+    done = subprocess.run([sys.executable, "train_rm.py", *SHORT, "--tiny_init=False",
+                           f"--out_dir={paths['out']}", *[f.format(**paths) for f in flags]],
+                          cwd=REPO, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("train_rm.py: error: " + start.format(**paths)), last
+    assert phrase.format(**paths) in last, last
+    assert snapshot(tmp_path) == before
