@@ -9,6 +9,7 @@ import torch
 
 import train_rm
 from configurator import configure
+from test_train_grpo import snapshot
 from data import Pair, load_pairs
 from train_rm import (bradley_terry_loss, epoch_batches, evaluate_pairs, improves,
                       pair_metrics, split_by_problem, training_split)
@@ -357,18 +358,6 @@ def test_a_save_killed_between_its_renames_resumes_from_the_newer_checkpoint(ref
 
 
 # ---------------------------------------------------------------- bad input
-
-
-def snapshot(root):
-    """Every directory and file under root, with the files' bytes."""
-    found = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(folder, name), root)] = None
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as f:
-                found[os.path.relpath(os.path.join(folder, name), root)] = f.read()
-    return found
 
 
 # case: (flags, the message's start, a phrase of its end); "{x}" are paths made below
