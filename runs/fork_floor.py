@@ -7,7 +7,7 @@ Times three ways of running the 164 HumanEval canonical solutions, in alternatin
 (so drift in the machine's speed falls on all three; each round's programs and scripts are
 new text, so nothing compiled in an earlier round helps), and prints the medians:
 
-- naive: one fresh python3 per program (the baseline of `python sandbox.py --bench`);
+- naive: one fresh python3 per program (the baseline of `python runs/sandbox_bench.py`);
 - floor: a bare fork runner: one warm `python -I -S` per worker, the same modules
   pre-imported and its heap frozen, that compiles program + test script, forks, runs
   both in the child and takes exit status 0 as a pass. No confinement, no judging
@@ -30,6 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sandbox  # noqa: E402
+import sandbox_bench  # noqa: E402  (beside this file)
 
 FLOOR_SERVER = r"""
 import gc, os, struct, sys
@@ -84,16 +85,16 @@ def main(workers, rounds):
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                for _ in range(workers)]
     ways = {
-        "naive": lambda jobs: sandbox._naive_round(jobs, workers),
-        "floor": lambda jobs: floor_round(servers, [sandbox._standalone(prog, test).encode()
+        "naive": lambda jobs: sandbox_bench.naive_round(jobs, workers),
+        "floor": lambda jobs: floor_round(servers, [sandbox_bench.standalone(prog, test).encode()
                                                     for prog, (test,) in jobs]),
         "sandbox": lambda jobs: sum(r.all_passed for r in sandbox.run_batch(jobs, workers=workers)),
     }
     for way in ways.values():         # warm: servers started, caches filled
-        way(sandbox._humaneval_jobs("warm-up"))
+        way(sandbox_bench.humaneval_jobs("warm-up"))
     rates = {name: [] for name in ways}
     for k in range(rounds):
-        jobs = sandbox._humaneval_jobs(f"round {k}")    # new text: nothing compiled before
+        jobs = sandbox_bench.humaneval_jobs(f"round {k}")    # new text: nothing compiled before
         for name, way in ways.items():
             t = time.perf_counter()
             passed = way(jobs)

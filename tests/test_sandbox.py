@@ -9,6 +9,10 @@ import uuid
 import pytest
 
 import sandbox
+import sandbox_server
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runs"))
+import sandbox_bench  # noqa: E402  (runs/sandbox_bench.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = sandbox.Limits(test_timeout=1.5, program_timeout=10.0, memory_mb=512,
@@ -243,8 +247,8 @@ def test_batch_results_in_order():
 
 def test_servers_compile_a_source_once_and_judge_repeats_alike():
     src = "def f(x):\n    return x + 1\n"
-    assert sandbox._compile(src, "<t>") is sandbox._compile(src[:-1] + "\n", "<t>")
-    assert sandbox._compile(src, "<u>") is not sandbox._compile(src, "<t>")
+    assert sandbox_server._compile(src, "<t>") is sandbox_server._compile(src[:-1] + "\n", "<t>")
+    assert sandbox_server._compile(src, "<u>") is not sandbox_server._compile(src, "<t>")
     tests = [{"kind": "assert", "script": "assert f(1) == 2\n"}, call("f", [2], 4)]
     bad = ("def f(:\n", [call("f", [1], 2)])
     res = sandbox.run_batch([(src, tests), bad] * 3, workers=1, stop_on_failure=False)
@@ -422,7 +426,7 @@ def test_shutdown_leaves_no_base_dirs():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the private tmpfs needs root")
 def test_root_work_dirs_are_a_bounded_tmpfs():
-    fill = (f"for i in range({sandbox.WORKDIR_MB // 8 + 2}):\n"
+    fill = (f"for i in range({sandbox_server.WORKDIR_MB // 8 + 2}):\n"
             "    open(f'f{i}', 'wb').write(bytes(8 << 20))\nprint('done')")
     res = sandbox.run_program(fill, [stdio("", "done")], limits=sandbox.Limits(test_timeout=20))
     assert res.statuses == ["runtime_error"] and "No space left" in res.first_error
@@ -461,7 +465,7 @@ def {entry_point}(*args, **kwargs):
 
 
 def test_humaneval_canonical_pass_and_wrong_variants_fail():
-    jobs = sandbox._humaneval_jobs()
+    jobs = sandbox_bench.humaneval_jobs()
     assert len(jobs) == 164
     res = sandbox.run_batch(jobs, workers=2)
     failed = [i for i, r in enumerate(res) if not r.all_passed]

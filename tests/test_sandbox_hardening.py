@@ -1,10 +1,8 @@
 """Red-team round 2 for sandbox.py: each test is one class of attack (or of legit program
 judged wrong), run through run_batch as a policy's program would be. Asserted each time:
 not passed, a clear status, nothing harmed, nothing left behind."""
-import ctypes
 import errno
 import json
-import math
 import os
 import signal
 import subprocess
@@ -16,6 +14,7 @@ import uuid
 import pytest
 
 import sandbox
+import sandbox_server
 from test_sandbox import FAST, REPO, asserts, call, children, run, stdio
 
 # The sandbox's table, and calls it leaves out (x86_64, aarch64), from the kernel's headers.
@@ -28,8 +27,8 @@ _MORE = dict(rt_sigqueueinfo=(129, 138), rt_tgsigqueueinfo=(297, 240), tgkill=(2
              truncate=(76, 45), memfd_create=(319, 279), fadvise64=(221, 223),
              mincore=(27, 232))
 _M = os.uname().machine
-NR = dict(sandbox._NR.get(_M, {}), **{k: v[_M == "aarch64"] for k, v in _MORE.items()})
-NR = NR if _M in sandbox._NR else {}
+NR = dict(sandbox_server._NR.get(_M, {}), **{k: v[_M == "aarch64"] for k, v in _MORE.items()})
+NR = NR if _M in sandbox_server._NR else {}
 needs_filter = pytest.mark.skipif(not NR, reason="no seccomp filter for this architecture")
 ROOT = os.geteuid() == 0
 
@@ -607,11 +606,11 @@ def test_the_filter_alone_allows_only_calls_on_itself():
              ("FIOSETOWN", "ioctl", [0, 0x8901, "ctypes.byref(ctypes.c_int(0))"]),
              ("getfd", "fcntl", [0, 1, 0]), ("F_SETOWN", "fcntl", [0, 8, 0]),
              ("thread name", "prctl", [15, "b'x'", 0, 0, 0]), ("PDEATHSIG", "prctl", [1, 0, 0, 0, 0])]
-    prog = ("import os, sys\nsys.path.insert(0, REPO)\nimport sandbox\n"
-            "fprogs = [sandbox._seccomp_fprog(sandbox._seccomp_program(p)) for p in (False, True)]\n"
-            "sandbox._S.update(seccomp=fprogs, prctl=sandbox._libc.prctl)\n"
-            "assert sandbox._libc.prctl(38, 1, 0, 0, 0) == 0\n"
-            "sandbox._seccomp(0)\nsandbox._seccomp(1)\n").replace("REPO", repr(REPO))
+    prog = ("import os, sys\nsys.path.insert(0, REPO)\nimport sandbox_server as s\n"
+            "fprogs = [s._seccomp_fprog(s._seccomp_program(p)) for p in (False, True)]\n"
+            "s._S.update(seccomp=fprogs, prctl=s._libc.prctl)\n"
+            "assert s._libc.prctl(38, 1, 0, 0, 0) == 0\n"
+            "s._seccomp(0)\ns._seccomp(1)\n").replace("REPO", repr(REPO))
     out = subprocess.run([sys.executable, "-c", prog + syscalls_program(calls)], stdin=subprocess.PIPE,
                          capture_output=True, text=True, timeout=60, start_new_session=True)
     got = dict(zip([c[0] for c in calls], map(int, out.stdout.split())))
@@ -683,6 +682,6 @@ def test_script_names_read_off_the_bytecode_match_dis():
                    + "def check(c):\n    global g\n    g = 1\n    assert c(v299, K).values() == poly(3)\n")
     for script in scripts:
         code = compile(script, "<test>", "exec")
-        assert sandbox._script_names(code) == by_dis(code)
-    assert {"K", "poly", "c"} - sandbox._script_names(code) == {"c"}
-    assert "values" not in sandbox._script_names(code) and "g" not in sandbox._script_names(code)
+        assert sandbox_server._script_names(code) == by_dis(code)
+    assert {"K", "poly", "c"} - sandbox_server._script_names(code) == {"c"}
+    assert "values" not in sandbox_server._script_names(code) and "g" not in sandbox_server._script_names(code)
