@@ -24,8 +24,8 @@ on a large set goes on where it stopped. <run>.json (summary + per-problem recor
 <run>.md (a table) are written at the end from everything in the JSONL.
 
 Choices and why:
-- prompt_style "rl": the training prompt (data.rl_prompt in the chat template); the code
-  is the last ```python block that data.parse_response finds, judged exactly as the RL
+- prompt_style "rl": the training prompt (prompts.rl_prompt in the chat template); the code
+  is the last ```python block that prompts.parse_response finds, judged exactly as the RL
   outcome reward is (all tests must pass), and format ok is the strict <think>/<answer>
   check of the format reward. Eval and training thus measure the same thing.
 - prompt_style "plain": the completion protocol of base-model HumanEval numbers. The
@@ -65,6 +65,7 @@ from tqdm import tqdm
 from transformers.utils import logging as hf_logging
 
 import data
+import prompts
 import sandbox
 from configurator import configure
 from model import (apply_chat, barrier, convert_gguf, default_dtype, exit_on_setup_error,
@@ -144,7 +145,7 @@ def bos_text(tokenizer):
 def build_prompt(problem, tokenizer, style):
     """The text the model continues, or None when the problem cannot be asked in `style`."""
     if style == "rl":
-        return apply_chat(tokenizer, data.rl_prompt(problem))
+        return apply_chat(tokenizer, prompts.rl_prompt(problem))
     return plain_prompt(problem)
 
 
@@ -191,13 +192,13 @@ def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, worker
     before eos, or for plain before a stop sequence), error (why it failed, "" when it
     passed) and optionally the response."""
     rows = [(p, j) for p in problems for j in range(n_samples)]
-    prompts = [build_prompt(p, tokenizer, style) for p, _ in rows]
+    asked = [build_prompt(p, tokenizer, style) for p, _ in rows]
     lead = bos_text(tokenizer) if style == "plain" else ""     # chat templates hold their own
-    outs = complete([lead + q for q in prompts], [sample_seed(seed, p.id, j) for p, j in rows])
+    outs = complete([lead + q for q in asked], [sample_seed(seed, p.id, j) for p, j in rows])
     programs, fmt, tokens, cut_off, errors = [], [], [], [], []
-    for prompt, out in zip(prompts, outs):
+    for prompt, out in zip(asked, outs):
         if style == "rl":
-            parsed = data.parse_response(out.text)
+            parsed = prompts.parse_response(out.text)
             programs.append(parsed.code)
             fmt.append(parsed.format_ok)
             tokens.append(len(out.response_ids))
@@ -501,8 +502,8 @@ if __name__ == "__main__":
     # ------------------------------------------------ model
     policy = load_policy(init_from, device, dtype=compute_dtype).eval()
 
-    def complete(prompts, seeds):
-        return generate(policy, tokenizer, prompts, max_new_tokens, temperature=temperature,
+    def complete(texts, seeds):
+        return generate(policy, tokenizer, texts, max_new_tokens, temperature=temperature,
                         top_p=top_p, do_sample=temperature > 0, device=device,
                         seeds=seeds if temperature > 0 else None)
 

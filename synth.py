@@ -86,10 +86,10 @@ from tqdm import tqdm
 
 import sandbox
 from configurator import configure
-from data import (DEGRADE_METHODS, OPTIMIZE_METHODS, BadRecord, LoadError, Pair, degrade_prompt,
-                  initial_reasoning_prompt, judge_prompt, load_problems, optimize_prompt,
-                  parse_judge, parse_response, parse_rewrite, parse_score, read_rows, rl_prompt,
-                  save_pairs, score_prompt)
+from data import BadRecord, LoadError, Pair, load_problems, read_rows, save_pairs
+from prompts import (DEGRADE_METHODS, OPTIMIZE_METHODS, degrade_prompt, initial_reasoning_prompt,
+                     judge_prompt, optimize_prompt, parse_judge, parse_response, parse_rewrite,
+                     parse_score, rl_prompt, score_prompt)
 from model import (apply_chat, barrier, exit_on_setup_error, generate, init_distributed,
                    load_policy, load_tokenizer)
 
@@ -105,8 +105,8 @@ temperature = -1.0  # -1: the stage's default; 0: greedy
 top_p = 1.0
 seed = 1337
 keep_truncated = False  # reason: keep initial reasonings cut at max_new_tokens
-optimize_methods = ""  # rewrite: comma-separated names from data.OPTIMIZE_METHODS; "": random
-degrade_methods = ""  # rewrite: comma-separated names from data.DEGRADE_METHODS; "": random
+optimize_methods = ""  # rewrite: comma-separated names from prompts.OPTIMIZE_METHODS; "": random
+degrade_methods = ""  # rewrite: comma-separated names from prompts.DEGRADE_METHODS; "": random
 max_methods = 2  # rewrite: a random choice takes 1..max_methods methods
 pair_types = "opt_deg,ori_deg,opt_ori"  # pairs: the kinds to write (paper: all three)
 val_fraction = 0.1  # pairs, score: share of problems in the validation files (paper 9:1)
@@ -361,7 +361,7 @@ def normalized(text):
 
 
 def rewrite_status(parsed, source):
-    """'kept', or why a parsed rewrite (data.ParsedRewrite) is dropped."""
+    """'kept', or why a parsed rewrite (prompts.ParsedRewrite) is dropped."""
     if not parsed.ok:
         return parsed.error
     if normalized(parsed.reasoning) == normalized(source):

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import torch
 
 import data
+import prompts
 import sandbox
 
 # ---------------------------------------------------------------- config
@@ -316,7 +317,7 @@ def make_pairs(task, rng):
     mild = rng.choice(sorted(MILD_FLAWS))
     y = degrade(task, task.steps, mild, rng) if mild != "chaotic_order" else _swap_two(task.steps, rng)
     serious = rng.choice(["factual_error", "incomplete", "logical_gap"])
-    extra = rng.sample([m for m, _ in data.DEGRADE_METHODS if m != serious], rng.randint(0, 1))
+    extra = rng.sample([m for m, _ in prompts.DEGRADE_METHODS if m != serious], rng.randint(0, 1))
     y_minus = degrade(task, task.steps, serious, rng)
     for m in extra:
         y_minus = degrade(task, y_minus, m, rng)
@@ -475,12 +476,12 @@ def corpus_texts():
     problems = data.load_problems(os.path.join(data_dir, "train.jsonl"))
     problems += data.load_problems(os.path.join(data_dir, "eval.jsonl"))
     for p in problems:
-        yield data.rl_prompt(p)
+        yield prompts.rl_prompt(p)
         yield p.solution
     for line in open(os.path.join(data_dir, "warm.jsonl")):
         yield json.loads(line)["completion"]
     for pair in data.load_pairs(os.path.join(data_dir, "pairs.jsonl")):
-        yield data.reward_model_text(pair.prompt, pair.chosen)
+        yield prompts.reward_model_text(pair.prompt, pair.chosen)
         yield pair.rejected
 
 
@@ -494,7 +495,7 @@ def build_warmstart():
     rows = []
     for line in open(os.path.join(data_dir, "warm.jsonl")):
         rec = json.loads(line)
-        prompt = tok(apply_chat(tok, data.rl_prompt(problems[rec["id"]])), add_special_tokens=False)["input_ids"]
+        prompt = tok(apply_chat(tok, prompts.rl_prompt(problems[rec["id"]])), add_special_tokens=False)["input_ids"]
         reply = tok(rec["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         rows.append((prompt, reply, reply_weights(tok, reply)))
     opt = torch.optim.AdamW(model.parameters(), lr=warm_lr, weight_decay=0.0)
@@ -561,9 +562,9 @@ def build_lcbrb():
     sampled = []
     for i in range(0, len(tasks), 8):
         chunk = tasks[i:i + 8]
-        prompts = [apply_chat(tok, data.rl_prompt(t.problem)) for t in chunk for _ in range(lcbrb_samples)]
+        texts = [apply_chat(tok, prompts.rl_prompt(t.problem)) for t in chunk for _ in range(lcbrb_samples)]
         seeds = [hash_seed(t.problem.id, k) for t in chunk for k in range(lcbrb_samples)]
-        outs = generate(policy, tok, prompts, max_new_tokens, temperature=1.0, seeds=seeds)
+        outs = generate(policy, tok, texts, max_new_tokens, temperature=1.0, seeds=seeds)
         sampled += [(chunk[j // lcbrb_samples], o.text) for j, o in enumerate(outs)]
     samples, judgments = lcbrb_records(sampled)
     statements = {t.problem.id: t.problem.statement for t in tasks}
@@ -575,7 +576,7 @@ def build_lcbrb():
 def lcbrb_records(sampled):
     """(task, response) samples as synth's sample and judgment records: the tests run in the
     sandbox, the toy judge reads the reasoning. Sample ids are "<problem id>/<k>"."""
-    parsed = [data.parse_response(text) for _, text in sampled]
+    parsed = [prompts.parse_response(text) for _, text in sampled]
     results = sandbox.run_batch([(p.code or "", t.problem.tests) for (t, _), p in zip(sampled, parsed)])
     samples, judgments, seen = [], {}, Counter()
     for (t, text), p, r in zip(sampled, parsed, results):

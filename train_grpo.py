@@ -57,6 +57,7 @@ from tqdm import tqdm
 from transformers.utils import logging as hf_logging
 
 import data
+import prompts
 import sandbox
 import toy
 from configurator import configure
@@ -284,7 +285,7 @@ def score_responses(problems, texts, mode, rm, rm_tokenizer, device, workers):
     The sandbox runs in a thread (the caller may overlap work with it via the returned
     join function); Rt is computed only where its gate can be non-zero (mode "all":
     everywhere, for evaluation)."""
-    parsed = [data.parse_response(t) for t in texts]
+    parsed = [prompts.parse_response(t) for t in texts]
     jobs = [(p.code or "", prob.tests) for p, prob in zip(parsed, problems)]
     box = {}
     limits = sandbox.Limits(test_timeout=test_timeout)
@@ -311,7 +312,7 @@ def score_responses(problems, texts, mode, rm, rm_tokenizer, device, workers):
         t0 = time.time()
         if todo and rm is not None:
             with torch.no_grad():
-                raw = reward_scores(rm, rm_tokenizer, [data.reward_model_text(problems[i].statement,
+                raw = reward_scores(rm, rm_tokenizer, [prompts.reward_model_text(problems[i].statement,
                                                                            parsed[i].think)
                                                     for i in todo],
                                     device, max_length=rm_max_length, batch_size=rm_batch_size)
@@ -415,7 +416,7 @@ if __name__ == "__main__":
 
     # ------------------------------------------------ data
     tokenizer = load_tokenizer(load_dir)
-    prompt_text = lambda prob: apply_chat(tokenizer, data.rl_prompt(prob))
+    prompt_text = lambda prob: apply_chat(tokenizer, prompts.rl_prompt(prob))
     keep = [p for p in problems if len(tokenizer(prompt_text(p), add_special_tokens=False)
                                           ["input_ids"]) <= max_prompt_tokens]
     print0(f"train problems: {len(problems)} loaded, {len(problems) - len(keep)} dropped "

@@ -69,7 +69,8 @@ from transformers.utils import logging as hf_logging
 
 import toy
 from configurator import configure
-from data import BadRecord, LoadError, load_pairs, read_rows, reward_model_text
+from data import BadRecord, LoadError, load_pairs, read_rows
+from prompts import reward_model_text
 from model import (SetupError, append_metrics, barrier, check_data_file, check_model_dir,
                    default_dtype, exit_on_setup_error, init_distributed, is_main,
                    load_reward_model, load_tokenizer, load_training_state, make_tiny_checkpoint,

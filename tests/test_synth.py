@@ -10,9 +10,10 @@ import torch
 
 import synth
 import train_rm
-from data import (DEGRADE_METHODS, OPTIMIZE_METHODS, LoadError, ParsedRewrite, load_pairs,
-                  load_problems, parse_judge, parse_rewrite, parse_score)
+from data import LoadError, load_pairs, load_problems
 from model import GenerationOutput, make_tiny_checkpoint
+from prompts import (DEGRADE_METHODS, OPTIMIZE_METHODS, ParsedRewrite, parse_judge, parse_rewrite,
+                     parse_score)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBLEMS = os.path.join(REPO, "tests", "fixtures", "toy_problems.jsonl")

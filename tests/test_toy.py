@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import data
+import prompts
 import sandbox
 import toy
 
@@ -104,7 +104,7 @@ def test_warm_start_corpus_mixes_right_flawed_and_buggy(tasks):
     share = {k: kinds.count(k) / len(kinds) for k in ("right", "flawed", "buggy")}
     assert 0.45 < share["right"] < 0.55 and 0.2 < share["flawed"] < 0.3 and 0.2 < share["buggy"] < 0.3
     text, _ = toy.warm_completion(tasks[0][0], random.Random(0))
-    parsed = data.parse_response(text)
+    parsed = prompts.parse_response(text)
     assert parsed.format_ok and parsed.code.strip() in {tasks[0][0].code.strip(),
                                                         tasks[0][0].flawed_code.strip(),
                                                         tasks[0][0].buggy_code.strip()}
@@ -124,7 +124,7 @@ def test_toy_lcbrb_pairs_sound_and_right_with_flawed_and_wrong(tasks):
     assert [s["id"] for s in samples[:3]] == [f"{evals[0].problem.id}/{k}" for k in range(3)]
     statements = {t.problem.id: t.problem.statement for t in evals}
     pairs, counts = benchmark_pairs(samples, judgments, statements, 0, source="toy-lcbrb")
-    think = lambda text: data.parse_response(text).think
+    think = lambda text: prompts.parse_response(text).think
     assert [(p.problem_id, p.chosen, p.rejected, p.source) for p in pairs] == \
         [(t.problem.id, think(right(t)), think(flawed(t)), "toy-lcbrb") for t in evals[:4]]
     assert counts["problems dropped: only chosen samples"] == 2

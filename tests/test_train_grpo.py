@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import data
+import prompts
 import model as M
 from train_grpo import (gated_reward, group_advantages, policy_loss, score_responses,
                         step_problems, think_reward)
@@ -319,7 +320,7 @@ def warm_policy(tmp_path_factory):
     problems = data.load_problems(FIXTURE)[:3]
     rows, masks = [], []
     for p in problems:
-        prompt = tok(M.apply_chat(tok, data.rl_prompt(p)), add_special_tokens=False)["input_ids"]
+        prompt = tok(M.apply_chat(tok, prompts.rl_prompt(p)), add_special_tokens=False)["input_ids"]
         for reply in (GOOD, BAD):
             resp = tok(reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             rows.append(prompt + resp)
