@@ -453,17 +453,19 @@ if __name__ == "__main__":
                                      int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
     # ------------------------------------------------ problems and the results file
+    # Bad input is a data.SetupError (a LoadError is one): exit_on_setup_error prints it as
+    # one line and exits 1.
     try:
         problems, bench_file, load_stats = load_benchmark(benchmark, toy_file)
-    except (data.LoadError, OSError) as e:
-        sys.exit(f"eval.py: error: {e}")
+    except OSError as e:                 # no such benchmark file
+        raise data.SetupError(str(e)) from None
     problems = problems[:limit] if limit > 0 else problems
     limits = sandbox_limits(problems, test_timeout, program_timeout)
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
-        sys.exit(f"eval.py: error: {bench_file}: problem id {dup!r} appears more than once; "
-                 "results are kept per id, so ids must be unique")
+        raise data.SetupError(f"{bench_file}: problem id {dup!r} appears more than once; "
+                              "results are kept per id, so ids must be unique")
     if gguf_file and not os.path.exists(init_from):
         if is_main():
             convert_gguf(gguf_file, init_from)
@@ -471,8 +473,9 @@ if __name__ == "__main__":
     tokenizer = load_tokenizer(init_from)
     askable = [p for p in problems if build_prompt(p, tokenizer, prompt_style) is not None]
     if not askable:
-        sys.exit(f"eval.py: error: {bench_file}: none of its {len(problems)} problem(s) can be "
-                 f"asked with prompt_style {prompt_style!r}, which needs starter code to complete")
+        raise data.SetupError(f"{bench_file}: none of its {len(problems)} problem(s) can be asked "
+                              f"with prompt_style {prompt_style!r}, which needs starter code to "
+                              "complete")
     skipped = len(problems) - len(askable)
     if skipped:
         print0(f"skipped {skipped} of {len(problems)} problems: prompt_style {prompt_style!r} "
@@ -485,10 +488,7 @@ if __name__ == "__main__":
     done = {}
     if is_main():
         os.makedirs(out_dir, exist_ok=True)
-        try:
-            done = read_results(results_path, settings)
-        except data.LoadError as e:
-            sys.exit(f"eval.py: error: {e}")
+        done = read_results(results_path, settings)
         if not done:
             with open(results_path, "w") as f:
                 f.write(json.dumps({"kind": "settings", **settings}) + "\n")
