@@ -27,8 +27,10 @@ PLAIN_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
 
 
 def config_keys(g):
-    """The names in g that are settings: public names bound to plain values."""
-    return [k for k, v in g.items() if not k.startswith("_") and isinstance(v, PLAIN_TYPES)]
+    """The names in g that are settings: public names bound to plain values, less
+    UPPER_CASE constants (tables such as train_grpo.GATES are code, not settings)."""
+    return [k for k, v in g.items()
+            if not k.startswith("_") and not k.isupper() and isinstance(v, PLAIN_TYPES)]
 
 
 def _checked(key, value, default, origin):

@@ -43,6 +43,7 @@ import ast
 import base64
 import builtins
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -116,6 +117,38 @@ def save_problems(problems, path):
 
 def save_pairs(pairs, path):
     _save_jsonl(pairs, path)
+
+# ---------------------------------------------------------------- seeds and the split
+
+
+def seed_hash(*parts):
+    """A 48-bit integer from any parts with a stable repr: the one way the project derives a
+    seed or a hashed choice (a rollout's sampling seed, a problem's side of the split, synth's
+    and toy's draws). It depends on the parts only, never on batch, rank or order; 48 bits
+    fit torch.manual_seed and a float's mantissa."""
+    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:12], 16)
+
+
+def problem_of(item):
+    """The problem a pair or graded reasoning belongs to: its problem_id, else its prompt."""
+    return item.problem_id or item.prompt
+
+
+def split_by_problem(items, val_fraction, seed, key=problem_of, problems=None):
+    """(train, validation), every item of one problem (key(item)) on the same side.
+
+    The problems (default: those of the items) are taken in the order of
+    seed_hash(seed, "split", problem) and the first round(val_fraction * n_problems) go to
+    validation, at most n_problems - 1 (training is never empty). The order depends only
+    on (seed, problem): files split over the same `problems` (synth passes its problem
+    file's ids) put each problem on the same side, whatever items each file holds. Each
+    side keeps the input order."""
+    problems = sorted(set(map(key, items)) if problems is None else set(problems),
+                      key=lambda p: seed_hash(seed, "split", p))
+    n_val = max(min(round(val_fraction * len(problems)), len(problems) - 1), 0)
+    val = set(problems[:n_val])
+    return [x for x in items if key(x) not in val], [x for x in items if key(x) in val]
+
 
 # ---------------------------------------------------------------- reading files
 

@@ -38,10 +38,11 @@ Choices and why:
   (stdin programs, MBPP) have nothing to complete and are skipped, counted in the summary.
   Response tokens count only the tokens up to the end of the stop sequence, as a generator
   that stops there would have produced.
-- Sampling: each (problem, sample) row draws from its own stream seeded by (seed, problem
-  id, sample index), so results depend neither on batch_size, nor on the number of ranks,
-  nor on resuming. Greedy decoding can still change with the batch when two tokens'
-  logits tie to within rounding: padding changes the order of the float arithmetic.
+- Sampling: each (problem, sample) row draws from its own stream seeded by
+  data.seed_hash(seed, "eval", problem id, sample index), so results depend neither on
+  batch_size, nor on the number of ranks, nor on resuming. Greedy decoding can still
+  change with the batch when two tokens' logits tie to within rounding: padding changes
+  the order of the float arithmetic.
 - pass@k uses the unbiased estimator of the Codex paper (pass_at_k), averaged over problems.
   Records the loader leaves out (bad tests) are in no figure; the table says how many, and
   what the file's format cannot give (data.FORMAT_NOTES).
@@ -52,7 +53,6 @@ Choices and why:
   exit status 1, before the results file is touched.
 """
 
-import hashlib
 import json
 import math
 import os
@@ -69,7 +69,8 @@ import prompts
 import sandbox
 from configurator import configure
 from model import (apply_chat, barrier, convert_gguf, default_dtype, exit_on_setup_error,
-                   generate, init_distributed, is_main, load_policy, load_tokenizer, print0)
+                   generate, in_turn, init_distributed, is_main, load_policy, load_tokenizer,
+                   made_by_hint, print0)
 
 # ---------------------------------------------------------------- config
 init_from = "out/smollm2-135m"  # policy checkpoint directory (or hub id)
@@ -174,11 +175,6 @@ def tokens_to_text(tokenizer, ids, n_chars):
     return lo
 
 
-def sample_seed(seed, problem_id, index):
-    """The sampling seed of one (problem, sample) row: a function of the row only."""
-    digest = hashlib.sha256(f"{seed}:{problem_id}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: torch takes it as a seed
-
 # ---------------------------------------------------------------- generation and scoring
 
 
@@ -194,31 +190,27 @@ def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, worker
     rows = [(p, j) for p in problems for j in range(n_samples)]
     asked = [build_prompt(p, tokenizer, style) for p, _ in rows]
     lead = bos_text(tokenizer) if style == "plain" else ""     # chat templates hold their own
-    outs = complete([lead + q for q in asked], [sample_seed(seed, p.id, j) for p, j in rows])
-    programs, fmt, tokens, cut_off, errors = [], [], [], [], []
-    for prompt, out in zip(asked, outs):
-        if style == "rl":
-            parsed = prompts.parse_response(out.text)
-            programs.append(parsed.code)
-            fmt.append(parsed.format_ok)
-            tokens.append(len(out.response_ids))
-            cut_off.append(out.truncated)
-            errors.append("" if parsed.code is not None else f"no code: {parsed.error}")
-        else:
+    outs = complete([lead + q for q in asked],
+                    [data.seed_hash(seed, "eval", p.id, j) for p, j in rows])
+    if style == "rl":    # judged as the RL rewards are: the one parse, run, judge path
+        parsed, results = prompts.run_responses([p for p, _ in rows], [o.text for o in outs],
+                                                workers=workers, limits=limits)
+        fmt = [p.format_ok for p in parsed]
+        tokens = [len(o.response_ids) for o in outs]
+        cut_off = [o.truncated for o in outs]
+    else:
+        programs, fmt, tokens, cut_off = [], [], [], []
+        for prompt, out in zip(asked, outs):
             kept, stop_end = cut_at_stop(out.text, prompt.endswith("\n"))
             programs.append(prompt + kept)
             fmt.append(None)
             tokens.append(len(out.response_ids) if stop_end is None else
                           tokens_to_text(tokenizer, out.response_ids, stop_end))
             cut_off.append(out.truncated and stop_end is None)  # a stop ends the program first
-            errors.append("")
-    runnable = [i for i, prog in enumerate(programs) if prog is not None]
-    results = sandbox.run_batch([(programs[i], rows[i][0].tests) for i in runnable],
-                                workers=workers, limits=limits, stop_on_failure=True)
-    passed = [False] * len(rows)
-    for i, res in zip(runnable, results):
-        passed[i] = res.all_passed
-        errors[i] = "" if res.all_passed else res.first_error[:ERROR_CHARS]
+        results = sandbox.run_batch([(prog, p.tests) for prog, (p, _) in zip(programs, rows)],
+                                    workers=workers, limits=limits)
+    passed = [r.all_passed for r in results]
+    errors = ["" if r.all_passed else r.first_error[:ERROR_CHARS] for r in results]
     records = []
     for n, problem in enumerate(problems):
         span = range(n * n_samples, (n + 1) * n_samples)
@@ -401,7 +393,8 @@ def load_benchmark(name, toy_path):
     if not os.path.exists(path):
         what = f"toy_file {path!r} (the toy world's held-out problems)" if name == "toy" else repr(path)
         raise FileNotFoundError(f"benchmark {name!r}: {what} does not exist; "
-                                "benchmark is humaneval, toy or a problem file")
+                                "benchmark is humaneval, toy or a problem file"
+                                + made_by_hint(path))
     stats = {}
     return data.load_problems(path, stats=stats, allow_empty=False), path, stats
 
@@ -449,8 +442,7 @@ if __name__ == "__main__":
     rank, local_rank, world_size, device = init_distributed()
     compute_dtype = default_dtype(device) if dtype == "auto" else getattr(torch, dtype)
     hf_logging.disable_progress_bar()
-    workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) //
-                                     int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    workers = sandbox_workers or sandbox.default_workers()
 
     # ------------------------------------------------ problems and the results file
     # Bad input is a data.SetupError (a LoadError is one): exit_on_setup_error prints it as
@@ -500,7 +492,7 @@ if __name__ == "__main__":
            f"(skipped), {len(todo)} to run")
 
     # ------------------------------------------------ model
-    policy = load_policy(init_from, device, dtype=compute_dtype).eval()
+    policy = in_turn(lambda: load_policy(init_from, device, dtype=compute_dtype)).eval()
 
     def complete(texts, seeds):
         return generate(policy, tokenizer, texts, max_new_tokens, temperature=temperature,

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     set_model_state_dict)
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
@@ -55,7 +56,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequence
 
 COMPLETE_MARKER = "COMPLETE"  # written last: a checkpoint directory without it is unfinished
 EXTRA_FILE = "extra.json"
-LOGPROB_CHUNK = 1024  # positions per fp32 log-softmax block in token_logprobs
+LOGPROB_CHUNK = 1024  # token positions whose logits token_logprobs makes at once
 # what from_pretrained reads from a local directory (any one of each group will do)
 MODEL_FILES = {"config": ("config.json",),
                "weights": ("model.safetensors", "model.safetensors.index.json",
@@ -98,6 +99,21 @@ def barrier():
         dist.barrier()
 
 
+def all_sum(x):
+    """Sum a tensor over ranks in place (a no-op on one process); returns it."""
+    if dist.is_initialized():
+        dist.all_reduce(x)
+    return x
+
+
+def warmup_lr(step, learning_rate, warmup_steps):
+    """The learning rate of a 0-based step: linear warmup over warmup_steps (0 = none),
+    then constant, as the paper trains (constant 1e-6, no decay)."""
+    if warmup_steps <= 0:
+        return learning_rate
+    return learning_rate * min(1.0, (step + 1) / warmup_steps)
+
+
 def default_dtype(device):
     """bf16 where the GPU supports it (half the memory, fp32 range); fp32 everywhere else."""
     device = torch.device(device)
@@ -130,10 +146,31 @@ def _hub_id_form(name):
     return re.fullmatch(f"{part}(/{part})?", name) is not None and ".." not in name
 
 
+# The scripts' default inputs, and the command that makes each (nanoGPT's prepare, then
+# train): a check below that fails on one of these paths says which command to run.
+MADE_BY = {"data/toy": "python toy.py", "out/toy_rm": "python train_rm.py"}
+
+
+def made_by_hint(path):
+    """' (made by `python toy.py`: run it first)' for a path inside a MADE_BY dir, else ''."""
+    norm = os.path.normpath(path) if path else ""
+    for prefix, command in MADE_BY.items():
+        if norm == prefix or norm.startswith(prefix + os.sep):
+            return f" (made by `{command}`: run it first)"
+    return ""
+
+
 def check_model_dir(path, flag=None, parts=("config", "weights", "tokenizer")):
     """Raise SetupError, naming `flag=path` (or the path), unless `path` is a local directory
     holding the MODEL_FILES of each of `parts`, or is absent from disk and has the form
     of a Hub id (from_pretrained then tries the Hub; see _from_pretrained)."""
+    try:
+        _check_model_dir(path, flag, parts)
+    except SetupError as e:
+        raise SetupError(f"{e}{made_by_hint(path)}") from None
+
+
+def _check_model_dir(path, flag, parts):
     where = f"{flag}={path}" if flag else path
     if not path:
         raise SetupError(f"{flag or 'model path'} is empty: give a model directory")
@@ -170,7 +207,7 @@ def check_data_file(path, flag):
     """SetupError naming `flag=path` unless path is an existing file."""
     if not os.path.isfile(path):
         raise SetupError(f"{flag}={path}: " + ("a directory, not a data file" if os.path.isdir(path)
-                                               else "no such file"))
+                                               else "no such file") + made_by_hint(path))
 
 
 # ---------------------------------------------------------------- loaders
@@ -271,11 +308,40 @@ def _logprob_entropy(logits, targets, with_entropy, temperature=1.0):
     norm = torch.logsumexp(logits, dim=-1)
     logprob = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - norm
     if not with_entropy:
-        return logprob, None
-    return logprob, norm - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        return logprob
+    return torch.stack([logprob, norm - (torch.softmax(logits, dim=-1) * logits).sum(-1)], -1)
 
 
-def token_logprobs(model, input_ids, attention_mask, return_entropy=False, temperature=1.0):
+class _LogprobHead(torch.nn.Module):
+    """Stands in for a causal LM's output layer during one forward of token_logprobs: from
+    the final hidden states [B, T, H] it returns log p(next token) [B, T-1] (and the
+    entropy, stacked on a last dim), applying the real head to `chunk` positions at a time.
+    With grad, each chunk's logits are remade in backward (checkpoint) instead of kept. So
+    no [B, T, V] logits tensor is ever made, and the model's forward (with FSDP's hooks
+    around it, which gather the head's weight) runs as it is."""
+
+    def __init__(self, head, targets, with_entropy, temperature, chunk):
+        super().__init__()
+        self.head = head
+        self.targets, self.with_entropy = targets, with_entropy
+        self.temperature, self.chunk = temperature, chunk
+
+    def piece(self, hidden, targets):
+        return _logprob_entropy(self.head(hidden), targets, self.with_entropy, self.temperature)
+
+    def forward(self, hidden):
+        b, t, width = hidden.shape
+        flat, targets = hidden[:, :-1].reshape(-1, width), self.targets.reshape(-1)
+        recompute = torch.is_grad_enabled() and hidden.requires_grad
+        pieces = [checkpoint(self.piece, flat[s:s + self.chunk], targets[s:s + self.chunk],
+                             use_reentrant=False) if recompute
+                  else self.piece(flat[s:s + self.chunk], targets[s:s + self.chunk])
+                  for s in range(0, flat.shape[0], self.chunk)]
+        return torch.cat(pieces).view(b, t - 1, *pieces[0].shape[1:])
+
+
+def token_logprobs(model, input_ids, attention_mask, return_entropy=False, temperature=1.0,
+                   chunk=None):
     """Log-prob of each token given its prefix: [B, T-1], column t scores input_ids[:, t+1].
 
     Positions whose token or preceding token is padding are 0. With return_entropy,
@@ -283,33 +349,29 @@ def token_logprobs(model, input_ids, attention_mask, return_entropy=False, tempe
     that of the distribution the tokens were sampled from (logits / temperature), so that
     an RL ratio compares the policy that sampled with the one being trained.
 
-    Memory: the model's own logits [B, T, V] (bf16 on GPU) are unavoidable; the fp32
-    log-softmax is made only LOGPROB_CHUNK positions at a time, and with grad enabled
-    each block is recomputed in backward (activation checkpointing) instead of saving
-    a fp32 [B, T, V] copy for it.
+    Memory: the model's output layer is swapped, for this forward only, for _LogprobHead,
+    which makes the logits `chunk` (default LOGPROB_CHUNK) positions of the flattened
+    batch at a time, in the compute dtype, then their fp32 log-softmax; with grad each
+    chunk is recomputed in backward. The peak is one chunk's logits, never [B, T, V]
+    (7.6 GB in bf16 for 4 x 6k tokens at Qwen2's vocab of 152k). Models that change the
+    logits after the head (Gemma-2's soft-capping) are refused.
     """
     if input_ids.shape[1] < 2:
         raise ValueError("token_logprobs: sequences need at least 2 tokens")
-    logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                   position_ids=position_ids_from_mask(attention_mask), use_cache=False).logits
-    logits, targets = logits[:, :-1], input_ids[:, 1:]  # views: the last position predicts nothing
-    recompute = torch.is_grad_enabled() and logits.requires_grad
-    logprob_rows, entropy_rows = [], []
-    for row in range(input_ids.shape[0]):
-        pieces = []
-        for start in range(0, targets.shape[1], LOGPROB_CHUNK):
-            args = (logits[row, start:start + LOGPROB_CHUNK], targets[row, start:start + LOGPROB_CHUNK],
-                    return_entropy, temperature)
-            pieces.append(checkpoint(_logprob_entropy, *args, use_reentrant=False)
-                          if recompute else _logprob_entropy(*args))
-        logprob_rows.append(torch.cat([p[0] for p in pieces]))
-        if return_entropy:
-            entropy_rows.append(torch.cat([p[1] for p in pieces]))
+    if getattr(model.config, "final_logit_softcapping", None):
+        raise ValueError("token_logprobs: models that soft-cap their logits are not supported")
+    head = model.get_output_embeddings()
+    model.set_output_embeddings(_LogprobHead(head, input_ids[:, 1:], return_entropy, temperature,
+                                             chunk or LOGPROB_CHUNK))
+    try:
+        out = model(input_ids=input_ids, attention_mask=attention_mask,
+                    position_ids=position_ids_from_mask(attention_mask), use_cache=False).logits
+    finally:
+        model.set_output_embeddings(head)
     valid = (attention_mask[:, :-1] * attention_mask[:, 1:]).bool()
-    logprobs = torch.where(valid, torch.stack(logprob_rows), 0.0)
     if not return_entropy:
-        return logprobs
-    return logprobs, torch.where(valid, torch.stack(entropy_rows), 0.0)
+        return torch.where(valid, out, 0.0)
+    return torch.where(valid, out[..., 0], 0.0), torch.where(valid, out[..., 1], 0.0)
 
 
 # ---------------------------------------------------------------- generation
@@ -452,10 +514,12 @@ def make_tiny_checkpoint(out_dir, **kw):
 # ---------------------------------------------------------------- FSDP2
 
 
-def wrap_fsdp(model, mixed_precision):
+def wrap_fsdp(model, mixed_precision, device_type=None):
     """Shard with FSDP2: each decoder layer is one all-gather unit, the root holds the rest.
 
     mixed_precision: compute in bf16 from fp32 sharded weights, reduce gradients in fp32.
+    device_type: where the shards live (default: where the parameters are; fully_shard
+    moves CPU parameters there and leaves meta ones for to_empty).
     Needs a process group; a single process has nothing to shard and gets the model back.
     """
     if not dist.is_initialized():
@@ -463,13 +527,65 @@ def wrap_fsdp(model, mixed_precision):
     layers = getattr(model.base_model, "layers", None)
     if not isinstance(layers, torch.nn.ModuleList):
         raise ValueError(f"wrap_fsdp: {type(model).__name__} has no base_model.layers to shard")
-    mesh = init_device_mesh(next(model.parameters()).device.type, (dist.get_world_size(),))
+    mesh = init_device_mesh(device_type or next(model.parameters()).device.type,
+                            (dist.get_world_size(),))
     policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
               if mixed_precision else MixedPrecisionPolicy())
     for layer in layers:
         fully_shard(layer, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
+
+
+def load_sharded(load, device, mixed_precision, checkpointing=False):
+    """An FSDP2-sharded model without a full copy in every rank's host memory.
+
+    Rank 0 runs load() (the model in fp32 on the CPU: one copy on the node, not one per
+    rank); the others build the same class from rank 0's config on the meta device (no
+    memory). All shard it (wrap_fsdp; with checkpointing, activation checkpointing is
+    switched on first), the other ranks allocate their shards, and rank 0's weights are
+    broadcast one tensor at a time into every rank's shard (torch's set_model_state_dict
+    with broadcast_from_rank0): a rank's peak is its shards plus one full tensor. Buffers
+    outside the state dict (rotary inv_freq) are broadcast too. Collective."""
+    rank0 = dist.get_rank() == 0
+    model = load() if rank0 else None
+    blueprint = [(type(model), model.config, getattr(model, "generation_config", None))
+                 if rank0 else None]
+    dist.broadcast_object_list(blueprint, src=0, device=device if device.type != "cpu" else None)
+    if not rank0:
+        cls, config, generation_config = blueprint[0]
+        with torch.device("meta"):
+            model = cls._from_config(copy.deepcopy(config), dtype=torch.float32,
+                                     attn_implementation="sdpa")
+        if generation_config is not None:     # causal LMs have one, reward models none
+            model.generation_config = generation_config
+    if checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    full = model.state_dict() if rank0 else {}
+    model = wrap_fsdp(model, mixed_precision, device_type=device.type)
+    if not rank0:
+        model.to_empty(device=device)
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True,
+                                                               broadcast_from_rank0=True))
+    with torch.no_grad():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+    return model
+
+
+def in_turn(fn):
+    """fn() on the ranks of this node one after another (barriers between): a model that
+    from_pretrained reads into host memory before it moves to its device is then in host
+    RAM once at a time, not once per rank (8 x 15 GB for a bf16 7B). Collective."""
+    if not dist.is_initialized():
+        return fn()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    out = None
+    for turn in range(max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)):
+        if turn == local_rank:
+            out = fn()
+        dist.barrier()
+    return out
 
 
 def full_state_dict(model):

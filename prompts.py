@@ -16,6 +16,8 @@ score-based baseline. reward_model_text is what the reward model reads.
 import re
 from dataclasses import dataclass
 
+import sandbox
+
 
 # ---------------------------------------------------------------- prompts
 
@@ -208,6 +210,21 @@ def parse_response(text):
     blocks = _PY_BLOCK.findall(body if error else answer)
     return ParsedResponse(not error, think.strip(), answer.strip(),
                           blocks[-1] if blocks else None, error)
+
+
+def run_responses(problems, texts, **run_kw):
+    """The one "parse, run, judge" path: parse each response (Rf is parsed.format_ok) and
+    run its code on its problem's tests in the sandbox (Ro is result.all_passed).
+    run_kw go to sandbox.run_batch (workers, limits, stop_on_failure). A response with no
+    ```python block is not run; its result fails with first_error "no code: <why>".
+    Returns (parsed, results), one each per response."""
+    parsed = [parse_response(t) for t in texts]
+    results = sandbox.run_batch([(p.code, prob.tests) for p, prob in zip(parsed, problems)],
+                                **run_kw)
+    results = [r if p.code is not None else
+               r._replace(first_error=f"no code: {p.error or 'no ```python block'}")
+               for p, r in zip(parsed, results)]
+    return parsed, results
 
 
 def _label_re(label):

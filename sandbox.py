@@ -309,7 +309,9 @@ def shutdown():
 
 
 def default_workers():
-    return len(os.sched_getaffinity(0))
+    """This machine's CPUs shared among the ranks on it (torchrun's LOCAL_WORLD_SIZE): each
+    rank's servers stay on CPUs of their own."""
+    return max(1, len(os.sched_getaffinity(0)) // max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1))
 
 
 def _pool(workers):
@@ -403,7 +405,8 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
 
     stop_on_failure: a program's tests run in order and stop at its first failure
     (the rest are "not_run"); False runs every test, so pass_rate is exact (the
-    soft-gate ablation needs that).
+    soft-gate ablation needs that). A job whose program is None (a response with no code)
+    is not run: all_passed False, pass_rate 0, every test "not_run".
 
     Never raises for a job's sake: a malformed test record is a runtime error for that
     test ("bad test record: ..."), a server that dies or hangs is replaced, and anything a
@@ -417,7 +420,7 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
                                    used=0.0)    # seconds its tests ran (queued time not counted)
              for p, t in jobs]
     from collections import deque
-    ready = deque(i for i, j in enumerate(state) if j.tests)
+    ready = deque(i for i, j in enumerate(state) if j.tests and j.program is not None)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -456,7 +459,8 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
         out.append(ProgramResult(
             all_passed=bool(tests) and n_pass == len(tests),
             pass_rate=n_pass / len(tests) if tests else 0.0,
-            statuses=statuses, first_error=first if tests else "no tests",
+            statuses=statuses,
+            first_error="no program" if job.program is None else first if tests else "no tests",
             wall_time=sum(r.time for r in tests), tests=tests))
     return out
 

@@ -1,9 +1,10 @@
 """
 sandbox_server.py: the sandbox's engine, run in warm server processes; sandbox.py is its
 API (test schema, limits, judging, the pool) and the only module a trainer imports.
+What the choices below cost and bought, measured, is in runs/RESULTS.md.
 
-Standard library only: a server is `python -I -S` importing this file, and forks its
-zygote from what it then holds. How it works, and why:
+Standard library only: a server is `python -I -S` importing this file (gc frozen), and
+forks its zygote from what it then holds. How it works, and why:
 - Never fork the trainer (a 2 GiB process costs ~80 ms a fork). A small pool of
   warm server processes (stdlib only, pre-imported) does the work; a server that
   dies is restarted by the caller, which talks to the servers over pipes and judges
@@ -13,36 +14,79 @@ zygote from what it then holds. How it works, and why:
 - A fork costs what the forking process holds and then writes to: every page
   either writes afterwards is copied. So each server forks, once, a zygote: a copy
   of itself taken before it has seen any program or test script, gc frozen, warmed
-  up on a made-up program, whose loop does next to nothing but fork the children.
-  The server does the per-test work and never forks (when it did, the copies after
-  each fork were half the cost of a HumanEval test), and no child inherits an
-  earlier test's script from freed memory.
+  up on a made-up program, whose loop does next to nothing but fork the children
+  (and kill and reap them). The server does the per-test work and never forks (when
+  it did, the copies after each fork were half the cost of a HumanEval test), and no
+  child inherits an earlier test's script or expected values from freed memory.
+- The rest of the per-test path was cut by counting copy-on-write faults. Servers run
+  with LD_BIND_NOW=1 and the zygote calls libc's fork directly (lazy symbol binding,
+  and os.fork's hooks for threads and locks, which the one-thread zygote does not
+  have, cost every child faults). The zygote holds no fd below 16, so the fds a
+  server passes it arrive as the child's 0..n-1 and the child moves none. A child
+  gets its rlimits ready-made and encodes its replies with one JSON encoder built in
+  advance; the zygote's loop touches only locals made just before it; only what
+  servers and children need is imported (see the note below this docstring).
 - Each server, its zygote and their children stay on one CPU of their own (server
-  k on the k-th CPU, chosen by the caller): they hand control back and forth ~20
-  times a HumanEval test, and two tests never share a CPU while another is idle.
+  k on the k-th CPU, each rank of a node starting at its own share; chosen by the
+  caller): they hand control to each other ~20 times a HumanEval test, and across
+  CPUs each hand-off is an interrupt (in a VM, an exit to the hypervisor). Two tests
+  never share a CPU while another is idle.
+- Caller and servers, both trusted, talk marshal, and so do a server's call requests
+  to a child. A server remembers what it compiled (programs and test scripts, by
+  their text): every test of a program is a unit of its own, and a GRPO group's
+  samples share their problem's tests. Warnings from compiling programs and scripts
+  (`1if x` gives one) are silenced: a server's stderr is the trainer's.
+- Each server has one work dir, its children's cwd, emptied after every test
+  (iteratively, by dir fd, so trees thousands deep or unreadable dirs cannot stop
+  it) and its mode reset. The zygote enters it and takes its Landlock rule once, so
+  every child inherits both. Run as root, the work dir is a private tmpfs of
+  WORKDIR_MB: scratch space is bounded, and a program's mkdir does not land on a
+  journal-less ext4 /tmp, where mkdir grows slow once many dirs have been deleted.
 - A child sends back only what it produced: stdout bytes, or a return value as
   tagged JSON of plain data (encode_value): int, float, bool, str, bytes, None,
   list, tuple, dict and set, and iterators, ranges and dict views rebuilt from them;
   a subclass or a numpy value crosses as its plain equivalent, its own methods (a
-  rigged `__eq__`) left behind. Expected values never reach this process's children.
+  rigged `__eq__`) left behind. A child can report only its own values and
+  failures, never a status; the server checks what it sends and the caller compares
+  it with the expected values, which never reach this process's children.
 - Assert scripts (HumanEval's check(candidate), MBPP's asserts) contain their
-  expected values, so they run here, in the server: every call to one of the
-  program's functions is a remote call into the untrusted child (request in marshal,
-  which only the child loads; reply in tagged JSON, checked: a child can only ever
-  report its own failures). A pass needs positive evidence: the server finished the
-  script (or, for stdio/call, the caller saw matching output).
-- Confinement per child: wall time (SIGKILL to the whole process group), CPU time,
-  address space, file size, open files, stdout/stderr bytes (read as they come,
-  never blocking on a full pipe), a working directory emptied after every test. No
-  capabilities, whatever the uid. On Linux x86-64 and arm64 a seccomp allowlist:
+  expected values, so they run here, in the server, under an interval timer for the
+  deadline and the test's memory limit: every call to one of the program's functions
+  is a remote call into the untrusted child (request in marshal, which only the
+  child loads; reply in tagged JSON, checked). The program's process never holds the
+  script. Only the names a script refers to are bound from the program, never one
+  that shadows a builtin or that the test's trusted prelude defines. A pass needs
+  positive evidence: the server finished the script (or, for stdio/call, the caller
+  saw matching output).
+- Confinement per child, in every case: its own process group, SIGKILLed at the
+  deadline; RLIMIT_CPU, _AS, _FSIZE, _NOFILE; stdout/stderr bytes capped (read as
+  they come, never blocking on a full pipe); no capabilities (capset to nothing, an
+  empty bounding set, no_new_privs). On Linux x86-64 and arm64 a seccomp allowlist:
   what a Python program needs to compute, read its libraries, use threads and write
-  files; nothing that reaches another process, no sockets, IPC, mounts, exec or
-  metadata changes. Where the kernel has Landlock, the child writes only beneath its
-  working directory and reads only the Python installation and system libraries:
-  not /proc, test files or training data. Run as root, children also live in a PID
-  namespace whose init is the zygote, in a pids cgroup, with no network, on a
-  private tmpfs of WORKDIR_MB, and drop to a uid of their own where the Python
-  installation allows it. What cannot be applied is said once, and the rest still is.
+  files, with ioctl, fcntl and prctl limited to harmless commands and prlimit,
+  setpriority and sched_* to itself; everything else fails with EPERM (nothing that
+  reaches another process, no sockets, IPC, mounts, exec or metadata changes).
+  Where the kernel has Landlock (5.13+), for every kind of file access: write only
+  beneath the work dir; read only the Python installation (site-packages entry by
+  entry, less packages that ship benchmark data: _HIDDEN_PACKAGES), /usr, /lib*,
+  /bin, /dev/{null,zero,urandom} and sandbox.EXTRA_READABLE; not /proc, /sys, /etc,
+  /home, /root, /tmp, test files or training data. The environment is the trainer's
+  less everything but PATH, LANG/LC_*, TZ, TMPDIR, LD_LIBRARY_PATH and thread counts.
+- What differs by who runs it:
+                           root, Python        root, Python under   a normal user
+                           outside a home      /root
+    child's uid            its own per server  0, no capabilities   the user's
+    PID namespace (the     yes                 yes                  no (seccomp still stops
+      zygote is its init)                                           signals; Landlock
+                                                                    closes /proc)
+    network namespace      yes                 yes                  no (seccomp: no sockets)
+    task limit             RLIMIT_NPROC and    a pids cgroup        RLIMIT_NPROC, the
+                           a pids cgroup                            user's own
+    work dir               tmpfs, WORKDIR_MB   tmpfs, WORKDIR_MB    $TMPDIR/sandbox-<pid>
+    files the uid may      DAC and Landlock    Landlock alone       Landlock alone
+      read, Landlock denies
+  What cannot be applied (no Landlock: children read and write what their uid can;
+  no seccomp filter for the architecture) is said once on stderr, and the rest is.
 """
 
 # A server imports this module and forks its zygote from what it then holds: every page

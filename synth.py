@@ -42,7 +42,7 @@ Choices and why:
   skips ids already recorded, so a killed run loses at most the batch in flight; rank 0
   merges the part files into the stage file in work order. A part line cut short by
   the kill is left out (and said so) and that item is redone.
-- Every item samples with its own seed, a hash of (seed, stage, item id), through
+- Every item samples with its own seed, data.seed_hash(seed, stage, item id), through
   model.generate's per-row seeded sampling: the output does not depend on the batch it
   shares, the number of ranks, or a resume. Within a rank, prompts run longest first,
   so batches pad little and running out of memory shows at the start.
@@ -61,16 +61,15 @@ Choices and why:
   anything: a problem file that gives no problem, an earlier stage's file with no record
   this stage can use (empty, all of other problems, or all dropped: the line says how
   many and why), a file that is not UTF-8 or not JSONL.
-- Train/validation split by problem: a problem is in validation when a hash of (seed,
-  problem id) falls below val_fraction, so it lands on the same side in the pair files
-  and the grade files, whatever other problems a run has.
+- Train/validation split by problem (data.split_by_problem over the problem file's ids):
+  a problem lands on the same side in the pair files and the grade files, whatever
+  records each holds.
 - Each rank holds a whole copy of the model (HF generate, no tensor parallelism): a
   model must fit one GPU with its KV cache (32B in bf16 does on 80 GB with a small
   batch); generation is far slower than a serving engine would be.
 """
 
 import glob
-import hashlib
 import json
 import os
 import random
@@ -86,12 +85,13 @@ from tqdm import tqdm
 
 import sandbox
 from configurator import configure
-from data import BadRecord, LoadError, Pair, load_problems, read_rows, save_pairs
+from data import (BadRecord, LoadError, Pair, load_problems, read_rows, save_pairs, seed_hash,
+                  split_by_problem)
 from prompts import (DEGRADE_METHODS, OPTIMIZE_METHODS, degrade_prompt, initial_reasoning_prompt,
                      judge_prompt, optimize_prompt, parse_judge, parse_response, parse_rewrite,
-                     parse_score, rl_prompt, score_prompt)
-from model import (apply_chat, barrier, exit_on_setup_error, generate, init_distributed,
-                   load_policy, load_tokenizer)
+                     parse_score, rl_prompt, run_responses, score_prompt)
+from model import (apply_chat, barrier, exit_on_setup_error, generate, in_turn,
+                   init_distributed, load_policy, load_tokenizer)
 
 # ---------------------------------------------------------------- config
 model = ""  # generator for reason, rewrite, sample, score: a local HF directory (or hub id online)
@@ -135,11 +135,6 @@ class Run:
     seed: int = 0
     rank: int = 0
     world_size: int = 1
-
-
-def item_seed(seed, *parts):
-    """A 48-bit integer from the run seed and an item's identity."""
-    return int(hashlib.sha256(repr((seed, *parts)).encode()).hexdigest()[:12], 16)
 
 
 def read_jsonl(path, torn_end_ok=False):
@@ -234,7 +229,7 @@ def run_stage(run, name, items, prompt_of, finish):
     for start in range(0, len(mine), run.batch_size):
         batch = longest_first[start:start + run.batch_size]
         asked = [k for k in batch if prompts[k] is not None]
-        seeds = {k: item_seed(run.seed, name, mine[k][0]) for k in asked}
+        seeds = {k: seed_hash(run.seed, name, mine[k][0]) for k in asked}
         outputs = {}
         if asked:
             if run.complete is None:
@@ -287,16 +282,6 @@ def stage_records(out_dir, name, by_id, kept_only=True):
     return records
 
 
-def in_validation(problem_id, val_fraction, seed):
-    """Whether a problem belongs to the validation files: a hash of (seed, id) below
-    val_fraction, so the answer depends on nothing but the problem."""
-    return item_seed(seed, "split", problem_id) / 2 ** 48 < val_fraction
-
-
-def split_records(records, val_fraction, seed, problem_id=lambda r: r.problem_id):
-    train = [r for r in records if not in_validation(problem_id(r), val_fraction, seed)]
-    val = [r for r in records if in_validation(problem_id(r), val_fraction, seed)]
-    return train, val
 
 # ---------------------------------------------------------------- reason
 
@@ -378,7 +363,7 @@ def rewrite(run, problems, optimize_methods="", degrade_methods="", max_methods=
     for source in stage_records(run.out_dir, "reasoning", by_id):
         for direction, table, fixed, _ in directions:
             item_id = f"{source['problem_id']}/{direction}"
-            rng = random.Random(item_seed(run.seed, "methods", item_id))
+            rng = random.Random(seed_hash(run.seed, "methods", item_id))
             items.append((item_id, {"problem": by_id[source["problem_id"]], "source": source,
                                     "direction": direction,
                                     "methods": pick_methods(table, fixed, max_methods, rng)}))
@@ -457,7 +442,8 @@ def make_pairs(run, problems, types=PAIR_TYPES, val_fraction=0.1):
     by_id = {p.id: p for p in problems}
     pairs, counts = build_pairs(problems, stage_records(run.out_dir, "reasoning", by_id),
                                 stage_records(run.out_dir, "rewrites", by_id), types)
-    train, val = split_records(pairs, val_fraction, run.seed)
+    train, val = split_by_problem(pairs, val_fraction, run.seed,
+                                  problems=[p.id for p in problems])
     for name, part in (("pairs_train", train), ("pairs_val", val)):
         save_pairs_atomic(part, os.path.join(run.out_dir, f"{name}.jsonl"))
     print(f"pairs: {tally_text(counts)}\npairs: {len(train)} in pairs_train.jsonl, {len(val)} in "
@@ -470,22 +456,17 @@ def make_pairs(run, problems, types=PAIR_TYPES, val_fraction=0.1):
 def sample(run, problems, n_samples=50, sandbox_workers=None):
     """n_samples responses per problem to the RL prompt, each run on all of its tests."""
     def finish(payloads, outputs):
-        parsed = [parse_response(o.text) for o in outputs]
-        jobs = [(pr.code, problem.tests) for (problem, _), pr in zip(payloads, parsed)
-                if pr.code is not None]
-        results = iter(sandbox.run_batch(jobs, workers=sandbox_workers) if jobs else [])
-        records = []
-        for (problem, index), out, pr in zip(payloads, outputs, parsed):
-            result = next(results) if pr.code is not None else None
-            records.append({
-                "problem_id": problem.id, "index": index,
-                "status": "no code" if result is None else "passed" if result.all_passed else "failed",
-                "passed": bool(result and result.all_passed), "format_ok": pr.format_ok,
-                "format_error": pr.error, "statuses": result.statuses if result else [],
-                "first_error": result.first_error if result else "no ```python block",
-                "response": out.text, "truncated": out.truncated, "tokens": len(out.response_ids),
-                "generator": run.generator})
-        return records
+        parsed, results = run_responses([problem for problem, _ in payloads],
+                                        [o.text for o in outputs], workers=sandbox_workers)
+        return [{"problem_id": problem.id, "index": index,
+                 "status": ("no code" if pr.code is None else
+                            "passed" if result.all_passed else "failed"),
+                 "passed": result.all_passed, "format_ok": pr.format_ok, "format_error": pr.error,
+                 "statuses": result.statuses if pr.code is not None else [],
+                 "first_error": result.first_error, "response": out.text,
+                 "truncated": out.truncated, "tokens": len(out.response_ids),
+                 "generator": run.generator}
+                for (problem, index), out, pr, result in zip(payloads, outputs, parsed, results)]
     items = [(f"{p.id}/{k}", (p, k)) for p in problems for k in range(n_samples)]
     return run_stage(run, "samples", items, lambda payload: rl_prompt(payload[0]), finish)
 
@@ -570,7 +551,7 @@ def benchmark_pairs(samples, judgments, statements, seed, source="synth"):
             counts[f"problems dropped: only {only} samples"] += 1
             continue
         counts["problems paired"] += 1
-        rng = random.Random(item_seed(seed, "benchmark", problem_id))
+        rng = random.Random(seed_hash(seed, "benchmark", problem_id))
         for bad in group["rejected"]:
             good = rng.choice(group["chosen"])
             pairs.append(Pair(
@@ -635,7 +616,8 @@ def score(run, problems, score_rewrites=False, val_fraction=0.1):
                "problem_id": r["problem_id"],
                "meta": {"id": r["id"], "kind": r["kind"], "grader": r["grader"]}}
               for r in records if r["status"] == "kept" and r["problem_id"] in by_id]
-    train, val = split_records(graded, val_fraction, run.seed, lambda g: g["problem_id"])
+    train, val = split_by_problem(graded, val_fraction, run.seed, lambda g: g["problem_id"],
+                                  problems=list(by_id))
     for name, part in (("grades_train", train), ("grades_val", val)):
         with open(os.path.join(run.out_dir, f"{name}.jsonl.tmp"), "w", encoding="utf-8") as f:
             f.write("".join(json.dumps(g, ensure_ascii=False) + "\n" for g in part))
@@ -651,7 +633,7 @@ def hf_completer(path, device, temperature, top_p, max_new_tokens):
     """complete(prompts, seeds) for Run: the model at `path`, each prompt as one user turn
     of its chat template (raw text when it has none); temperature 0 decodes greedily."""
     tokenizer = load_tokenizer(path)
-    net = load_policy(path, device).eval()
+    net = in_turn(lambda: load_policy(path, device)).eval()   # host RAM: one copy at a time
 
     def complete(prompts, seeds):
         return generate(net, tokenizer, [apply_chat(tokenizer, p) for p in prompts], max_new_tokens,
@@ -702,9 +684,7 @@ if __name__ == "__main__":
             make_pairs(run, problem_list,
                        tuple(t.strip() for t in pair_types.split(",") if t.strip()), val_fraction)
         elif stage == "sample":
-            local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-            sample(run, problem_list, n_samples,
-                   sandbox_workers or max(1, len(os.sched_getaffinity(0)) // local_ranks))
+            sample(run, problem_list, n_samples, sandbox_workers or sandbox.default_workers())
         elif stage == "judge":
             judge(run, problem_list, skip_one_sided)
         elif stage == "benchmark":

@@ -7,8 +7,8 @@ here, nothing is downloaded:
 - problems of eight families of our own (arithmetic, list counting, strings, stdin/stdout,
   a LeetCode-style class), each with a statement, a reference program, a reference
   step-by-step reasoning, tests computed from the reference, and a difficulty; a few
-  thousand distinct problems, of which a fixed tenth (chosen by a hash of the family and
-  its parameters) is held out for evaluation and never trained on;
+  thousand distinct problems, of which a fixed tenth (chosen by data.seed_hash of the
+  family and its parameters) is held out for evaluation and never trained on;
 - preference pairs made the paper's way, with rules in place of an LLM: each initial
   reasoning y is the reference with one mild flaw; y+ applies the mirror optimization,
   y- applies one or two of the five degradations (factual error, irrelevant step,
@@ -31,18 +31,16 @@ Everything lands under data/toy/ and a stage is rebuilt only when its output is 
 or its recipe (the settings below) changed:
 
     python toy.py                      # build whatever is missing or stale
+    python train_rm.py && python train_grpo.py   # then: the reward model, then P-GRPO
     python toy.py --stage=warmstart    # only up to this stage: problems, tokenizer, warmstart, lcbrb
     python toy.py --stage=lcbrb --force=True   # rebuild this stage (and what follows) anyway
 """
 
-import hashlib
 import json
 import os
 import math
 import random
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -51,7 +49,6 @@ import torch
 
 import data
 import prompts
-import sandbox
 
 # ---------------------------------------------------------------- config
 data_dir = "data/toy"
@@ -273,7 +270,7 @@ def make_task(family, params):
 
 def held_out(family, params):
     """A fixed tenth of the parameter space, chosen by hash: the evaluation problems."""
-    return int(hashlib.sha256(f"{family}{params}".encode()).hexdigest(), 16) % 10 == 0
+    return data.seed_hash("held out", family, params) % 10 == 0
 
 
 def all_tasks(split, limit=None, seed_=0):
@@ -364,7 +361,7 @@ def judge(task, think, code):
     sound = key in lines and ref_positions == sorted(ref_positions) and \
         task.steps[-1] in lines
     said = task.const if sound else _constant_in(task, lines)
-    if said is None or code is None or not _uses(code, said, task.family):
+    if said is None or code is None or not _follows(task, code, said):
         return "None"
     return "No" if sound else "Yes"
 
@@ -385,22 +382,34 @@ def _constant_in(task, lines):
 
 
 def _uses(code, const, family):
-    """Whether the program uses the constant (as a whole number, or as a quoted letter)."""
+    """How often the program uses the constant (as a whole number, or as a quoted letter)."""
     pattern = f"'{re.escape(const)}'" if family == "count_char" else rf"(?<![\w.]){re.escape(const)}(?![\w.])"
-    return re.search(pattern, code) is not None
+    return len(re.findall(pattern, code))
+
+
+def _follows(task, code, said):
+    """Whether the code follows a reasoning that states the constant `said`: it uses the
+    right and the wrong constant as often as the program written for `said` does. Using
+    `said` is not enough, as the wrong constant can stand elsewhere in the right program
+    (linear 10 * x + 11 with the wrong multiplier 11)."""
+    written = {task.const: task.code, task.wrong: task.flawed_code}.get(said)
+    if written is None:
+        return _uses(code, said, task.family) > 0
+    return all(_uses(code, c, task.family) == _uses(written, c, task.family)
+               for c in (task.const, task.wrong))
 
 
 # ---------------------------------------------------------------- recipe and stages
 def recipe(stage):
     """The settings a stage's output depends on; a change rebuilds it (and what follows)."""
-    base = dict(seed=seed, n_train=n_train, n_pair_problems=n_pair_problems, version=4)
+    base = dict(seed=seed, n_train=n_train, n_pair_problems=n_pair_problems, version=5)
     more = {"tokenizer": dict(vocab_size=vocab_size),
             "warmstart": dict(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
                               warm_epochs=warm_epochs, warm_batch=warm_batch, warm_lr=warm_lr,
                               const_weight=const_weight),
             "lcbrb": dict(lcbrb_problems=lcbrb_problems, lcbrb_samples=lcbrb_samples,
                           max_new_tokens=max_new_tokens,
-                          lcbrb_version=2)}   # bumped when the judging or pairing code changes
+                          lcbrb_version=3)}   # bumped when the judging or pairing code changes
     r = dict(base)
     for s in STAGES[1:STAGES.index(stage) + 1]:
         r.update(more[s])
@@ -563,7 +572,7 @@ def build_lcbrb():
     for i in range(0, len(tasks), 8):
         chunk = tasks[i:i + 8]
         texts = [apply_chat(tok, prompts.rl_prompt(t.problem)) for t in chunk for _ in range(lcbrb_samples)]
-        seeds = [hash_seed(t.problem.id, k) for t in chunk for k in range(lcbrb_samples)]
+        seeds = [data.seed_hash(t.problem.id, k) for t in chunk for k in range(lcbrb_samples)]
         outs = generate(policy, tok, texts, max_new_tokens, temperature=1.0, seeds=seeds)
         sampled += [(chunk[j // lcbrb_samples], o.text) for j, o in enumerate(outs)]
     samples, judgments = lcbrb_records(sampled)
@@ -576,8 +585,8 @@ def build_lcbrb():
 def lcbrb_records(sampled):
     """(task, response) samples as synth's sample and judgment records: the tests run in the
     sandbox, the toy judge reads the reasoning. Sample ids are "<problem id>/<k>"."""
-    parsed = [prompts.parse_response(text) for _, text in sampled]
-    results = sandbox.run_batch([(p.code or "", t.problem.tests) for (t, _), p in zip(sampled, parsed)])
+    parsed, results = prompts.run_responses([t.problem for t, _ in sampled],
+                                            [text for _, text in sampled])
     samples, judgments, seen = [], {}, Counter()
     for (t, text), p, r in zip(sampled, parsed, results):
         sid = f"{t.problem.id}/{seen[t.problem.id]}"
@@ -587,10 +596,6 @@ def lcbrb_records(sampled):
         judgments[sid] = {"verdict": judge(t, p.think, p.code), "judge": "toy rules",
                           "justification": ""}
     return samples, judgments
-
-
-def hash_seed(*parts):
-    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:12], 16)
 
 
 BUILDERS = {"problems": build_problems, "tokenizer": build_tokenizer,
@@ -608,35 +613,6 @@ def ensure(upto="lcbrb", force=()):
             BUILDERS[stage]()
             _stamp(stage)
             print(f"toy: stage {stage} built in {time.time() - t0:.1f}s", flush=True)
-
-
-TOY_RM = "out/toy_rm/best"  # where `python train_rm.py` (the toy defaults) puts its best model
-
-
-def ensure_reward_model(path):
-    """Train the toy reward model with train_rm.py's defaults if `path` is where that run
-    puts it and the run has not finished (a separate, single process). A run that was
-    killed is resumed from its last checkpoint rather than used half-trained."""
-    run_dir = os.path.dirname(os.path.normpath(TOY_RM))
-    if os.path.normpath(path) != os.path.normpath(TOY_RM) or \
-            os.path.exists(os.path.join(run_dir, "FINISHED")):   # train_rm.FINISHED
-        return
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = {k: v for k, v in os.environ.items()    # not part of the caller's torchrun group
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
-                        "MASTER_ADDR", "MASTER_PORT") and not k.startswith("TORCHELASTIC")}
-    from model import checkpoint_left
-    resume = ["--init_from=resume"] if checkpoint_left(os.path.join(run_dir, "last")) else []
-    print(f"toy: training the toy reward model into {path} (python train_rm.py {' '.join(resume)})",
-          flush=True)
-    subprocess.run([sys.executable, os.path.join(here, "train_rm.py"), *resume], check=True, env=env)
-
-
-def ensure_for(paths):
-    """Build the toy world if any of these paths lies inside it."""
-    inside = os.path.abspath(data_dir) + os.sep
-    if any(p and os.path.abspath(p).startswith(inside) for p in paths):
-        ensure()
 
 
 # ---------------------------------------------------------------- main

@@ -8,9 +8,9 @@ Rf: 1 if the response is exactly <think>..</think><answer>```python ..```</answe
 Ro: 1 if the extracted code passes ALL tests in the sandbox; Rt in [0, 1]: the reward
 model's score of (problem, think text), mapped through a sigmoid.
 
-With no arguments it runs P-GRPO on the toy world (toy.py), building the world and its
-reward model on first use:
-    python train_grpo.py
+With no arguments it runs P-GRPO on the toy world, which toy.py prepares and whose reward
+model train_rm.py trains (a missing input stops the run with the command that makes it):
+    python toy.py && python train_rm.py && python train_grpo.py
     torchrun --standalone --nproc_per_node=2 train_grpo.py      (FSDP2 over gloo)
 A tiny random model, a few steps in under a minute (checks the loop, learns nothing):
     python train_grpo.py config/grpo_cpu_tiny.py
@@ -28,13 +28,15 @@ Each step, top to bottom:
 2. Rollout: group_size samples per problem. The global list of prompts_per_step *
    group_size sequences is split evenly over ranks. Under FSDP each rank generates with a
    full unsharded copy of the policy, gathered once per rollout (generating through the
-   shards is ~5x slower). Every sequence samples with its own seed (seed, step, index),
-   so rollouts do not depend on the number of ranks, the batch they share, or a resume.
-3. Rewards: Rf from the strict format parser; Ro from sandbox.run_batch (warm fork
-   servers, in a thread, overlapping the old-log-prob forward); Rt from the reward model,
-   run only on samples whose score can count (posterior gate: Ro = 1).
-4. gated_reward per reward_mode: outcome (Rf + Ro, the GRPO baseline), posterior
-   (Eq. 1), soft (Rf + Ro + pass_rate * Rt) and additive (Rf + Ro + Rt, ungated).
+   shards is ~5x slower). Every sequence samples with its own seed, data.seed_hash(seed,
+   "rollout", step, index), so rollouts do not depend on the number of ranks, the batch
+   they share, or a resume.
+3. Rewards: prompts.run_responses parses each response (Rf, the strict format) and runs
+   its code in the sandbox (Ro; warm fork servers, a future that overlaps the old-log-prob
+   forward); Rt from the reward model, run only where gate() opens (posterior: Ro = 1)
+   and, for the log, on passing code in every mode.
+4. gated_reward per reward_mode, R = Rf + Ro + g * Rt with gate g: outcome (g = 0, the
+   GRPO baseline), posterior (g = Ro, Eq. 1), soft (g = pass rate), additive (g = 1).
 5. group_advantages over each group of group_size, gathered across ranks.
 6. policy_loss: clipped ratio with clip-higher (eps_low 0.2, eps_high 0.28), VeRL's
    dual-clip (clip_ratio_c 3) and log-ratio clamp, and the token-level mean over all
@@ -43,12 +45,21 @@ Each step, top to bottom:
 7. Update: ppo_epochs passes over mini-batches; with one pass and one mini-batch the
    run is on-policy and the rollout log-probs are the detached current ones (no extra
    forward). AdamW, constant lr (paper 1e-6) after an optional warmup, grad clipping.
+
+Memory (what lets the paper's 7B run fit 8 x 80 GB): under FSDP rank 0 alone reads the
+checkpoint and the others receive their shards (model.load_sharded); the reward model and
+a reference load one rank at a time (model.in_turn), the reward model on the GPU or, with
+rm_placement=cpu, in host RAM until it scores. A forward never makes [B, T, V] logits
+(the LM head runs logprob_chunk positions at a time); activation_checkpointing recomputes
+each decoder layer in backward; micro_batch_tokens packs sequences, longest first, up to
+a padded-token budget (the gradient is the same for any packing: the loss's normalisers
+are the mini-batch's); evaluation generates eval_batch_size prompts at a time.
 """
 
 import math
 import os
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import torch
@@ -59,13 +70,13 @@ from transformers.utils import logging as hf_logging
 import data
 import prompts
 import sandbox
-import toy
 from configurator import configure
-from model import (SetupError, append_metrics, apply_chat, barrier, check_data_file, check_model_dir,
-                   default_dtype, exit_on_setup_error, generate, init_distributed,
-                   is_main, load_policy, load_reward_model, load_tokenizer, load_training_state,
+from model import (SetupError, all_sum, append_metrics, apply_chat, barrier, check_data_file,
+                   check_model_dir, default_dtype, exit_on_setup_error, generate, init_distributed,
+                   in_turn, is_main, load_policy, load_reward_model, load_sharded, load_tokenizer,
+                   load_training_state,
                    make_tiny_checkpoint, print0, read_extra, recover_checkpoint, reward_scores,
-                   save_checkpoint, token_logprobs, trim_metrics, unsharded_copy, wrap_fsdp)
+                   save_checkpoint, token_logprobs, trim_metrics, unsharded_copy, warmup_lr)
 
 # ---------------------------------------------------------------- config
 # The defaults are the toy world on a CPU; config/pgrpo_qwen7b.py holds the paper's settings.
@@ -98,21 +109,25 @@ mask_truncated = False  # drop responses that hit max_new_tokens from the loss
 kl_beta = 0.0  # > 0 loads a frozen reference policy and adds beta * KL (k3 estimator)
 ppo_epochs = 1
 mini_batch_size = 0  # sequences per optimizer step over all ranks; 0 = the whole rollout
-micro_batch_size = 16  # sequences per forward per rank
+micro_batch_size = 16  # sequences per forward per rank (with micro_batch_tokens: at most; 0 = any)
+micro_batch_tokens = 0  # > 0: pack each forward up to this many padded tokens, longest first
+activation_checkpointing = False  # recompute each decoder layer in backward (7B: needed to fit)
+logprob_chunk = 1024  # token positions whose logits are made at once (model.token_logprobs)
 max_steps = 60  # paper: 1600
 eval_interval = 20  # steps between evaluations (and at the end); 0 = never
 eval_max_new_tokens = 0  # 0 = max_new_tokens
 eval_max_problems = 0  # evaluate on the first N held-out problems; 0 = all
+eval_batch_size = 256  # prompts per generate call in evaluation (bounds its KV cache)
 ckpt_interval = 20  # steps between checkpoints (and at the end)
 sandbox_workers = 0  # 0 = this machine's cores / ranks on it
 test_timeout = 6.0  # seconds per test
 rm_max_length = 4096
 rm_batch_size = 8
+rm_placement = "gpu"  # gpu: a copy on each rank's device; cpu: kept in host RAM, moved in to score
 seed = 1337
 dtype = "auto"  # compute dtype: auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16
 log_file = "metrics.jsonl"
 
-REWARD_MODES = ("outcome", "posterior", "soft", "additive")
 LOSS_AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
 
 
@@ -123,20 +138,37 @@ def think_reward(scores):
     return torch.sigmoid(scores.float())
 
 
+# reward_mode -> the gate g of the thinking term, from (Ro, P_o): a new mode is one line here
+GATES = {
+    "outcome": lambda outcome, pass_rate: torch.zeros_like(outcome),  # GRPO: no Rt
+    "posterior": lambda outcome, pass_rate: outcome,                   # P-GRPO, Eq. 1
+    "soft": lambda outcome, pass_rate: pass_rate,                      # share of tests passed
+    "additive": lambda outcome, pass_rate: torch.ones_like(outcome),   # ungated
+}
+REWARD_MODES = tuple(GATES)
+
+
+def gate(mode, outcome, pass_rate):
+    """g, how much of the reasoning score counts for each response (float tensors):
+
+        outcome: g = 0     posterior: g = Ro     soft: g = P_o     additive: g = 1
+
+    It decides the reward (gated_reward) and whom the reward model scores (g > 0)."""
+    return GATES[mode](outcome, pass_rate)
+
+
 def gated_reward(fmt, outcome, think, pass_rate, mode, w_format=1.0, w_outcome=1.0, w_think=1.0):
-    """The per-response reward, for each reward_mode (all arguments are float tensors):
+    """The per-response reward, R = wf*Rf + wo*Ro + wt*g*Rt with g = gate(mode, Ro, P_o):
 
         outcome:    R = wf*Rf + wo*Ro                     (GRPO baseline)
         posterior:  R = wf*Rf + wo*Ro + wt*Ro*Rt          (P-GRPO, Eq. 1)
         soft:       R = wf*Rf + wo*Ro + wt*P_o*Rt         (P_o: share of tests passed)
         additive:   R = wf*Rf + wo*Ro + wt*Rt             (ungated: invites reward hacking)
 
-    Rt may be anything (NaN included) where its gate is 0: it is never looked at there."""
-    base = w_format * fmt + w_outcome * outcome
-    if mode == "outcome":
-        return base
-    gate = {"posterior": outcome, "soft": pass_rate, "additive": torch.ones_like(outcome)}[mode]
-    return base + w_think * torch.where(gate > 0, gate * think, torch.zeros_like(think))
+    Rt may be anything (NaN included) where g = 0: it is never looked at there."""
+    g = gate(mode, outcome, pass_rate)
+    thinking = torch.where(g > 0, g * think, torch.zeros_like(think))
+    return w_format * fmt + w_outcome * outcome + w_think * thinking
 
 
 def group_advantages(rewards, group_size, std_normalize=True, eps=1e-6):
@@ -259,7 +291,10 @@ def policy_loss(logp, old_logp, advantages, mask, eps_low, eps_high, loss_agg, n
     return loss, stats
 
 
-# ---------------------------------------------------------------- batches and rollouts
+# ---------------------------------------------------------------- batches, rollouts, rewards
+# These functions read the settings above, and what main derives from them (workers,
+# limits, compute_dtype), as module globals, as nanoGPT's get_batch does; what is built at
+# run time (models, tokenizers, device, rank) is passed in.
 def step_problems(n_problems, step, prompts_per_step, seed):
     """Indices of the step's problems: consecutive slices of a seeded permutation per
     epoch, so any step's batch is known without replaying the ones before it."""
@@ -274,53 +309,73 @@ def step_problems(n_problems, step, prompts_per_step, seed):
     return out
 
 
-def sample_seed(seed, step, index):
-    """The sampling seed of one sequence: a function of its place in the run only."""
-    return (seed * 1_000_003 + step) * 10_000_019 + index
+def prompt_text(tokenizer, problem):
+    return apply_chat(tokenizer, prompts.rl_prompt(problem))
 
 
-def score_responses(problems, texts, mode, rm, rm_tokenizer, device, workers):
-    """Rf, Ro, pass rate and Rt for a list of (problem, response text).
+def generation_model(policy, previous, device):
+    """What rollouts generate with: the policy itself on one process; under FSDP a full
+    unsharded copy in the compute dtype, refreshed in place (generating through the shards
+    is ~5x slower). Collective: every rank calls it."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return policy
+    return unsharded_copy(policy, device, dtype=compute_dtype, into=previous)
 
-    The sandbox runs in a thread (the caller may overlap work with it via the returned
-    join function); Rt is computed only where its gate can be non-zero (mode "all":
-    everywhere, for evaluation)."""
-    parsed = [prompts.parse_response(t) for t in texts]
-    jobs = [(p.code or "", prob.tests) for p, prob in zip(parsed, problems)]
-    box = {}
-    limits = sandbox.Limits(test_timeout=test_timeout)
-    runner = threading.Thread(target=lambda: box.update(res=sandbox.run_batch(
-        jobs, workers=workers, limits=limits, stop_on_failure=mode != "soft")))
-    runner.start()
 
-    def finish():
-        runner.join()
-        res = box["res"]
-        fmt = torch.tensor([float(p.format_ok) for p in parsed])
-        outcome = torch.tensor([float(r.all_passed and p.code is not None)
-                                for r, p in zip(res, parsed)])
-        pass_rate = torch.tensor([r.pass_rate if p.code is not None else 0.0
-                                  for r, p in zip(res, parsed)])
-        # in outcome mode Rt is not part of the reward; passing samples are still
-        # scored when a reward model is loaded, to log the thinking score
-        gate = {"outcome": outcome, "posterior": outcome, "soft": pass_rate,
-                "additive": torch.ones_like(outcome), "all": torch.ones_like(outcome)}[mode]
-        think = torch.full_like(outcome, float("nan"))   # no reward model: no Rt to log
-        if rm is not None:
-            think[gate > 0] = 0.0     # a passing response without reasoning gets the lowest Rt
-        todo = [i for i in range(len(texts)) if gate[i] > 0 and parsed[i].think]
-        t0 = time.time()
-        if todo and rm is not None:
-            with torch.no_grad():
-                raw = reward_scores(rm, rm_tokenizer, [prompts.reward_model_text(problems[i].statement,
-                                                                           parsed[i].think)
-                                                    for i in todo],
-                                    device, max_length=rm_max_length, batch_size=rm_batch_size)
-            think[todo] = think_reward(raw).cpu()
-        errors = sum("bad test" in r.first_error for r in res)   # the data's fault: logged
-        return dict(fmt=fmt, outcome=outcome, pass_rate=pass_rate, think=think,
-                    rm_time=time.time() - t0, bad_tests=errors)
-    return finish
+def rollout(model, tokenizer, problems, samples, step, new_tokens, greedy, device, rank,
+            world_size, batch_size=0):
+    """This rank's share of the global list (each problem `samples` times) and its
+    generations, batch_size prompts per generate call (0: all at once). Sequence k of the
+    list samples with seed_hash(seed, "rollout", step, k), so a rollout does not depend on
+    the number of ranks, the batch or a resume. Greedy (evaluation) lists need not split
+    evenly: the last rank may get fewer."""
+    flat = [p for p in problems for _ in range(samples)]
+    share = math.ceil(len(flat) / world_size) if greedy else len(flat) // world_size
+    lo = rank * share
+    mine = flat[lo:lo + share]
+    texts = [prompt_text(tokenizer, p) for p in mine]
+    seeds = [data.seed_hash(seed, "rollout", step, lo + k) for k in range(len(mine))]
+    training = model.training
+    model.eval()
+    outs, size = [], batch_size or max(len(mine), 1)
+    for s in range(0, len(mine), size):
+        outs += generate(model, tokenizer, texts[s:s + size], new_tokens, temperature=temperature,
+                         top_p=top_p, do_sample=not greedy, device=device, seeds=seeds[s:s + size])
+    model.train(training)
+    return mine, outs
+
+
+def reward_terms(parsed, results):
+    """Rf (format), Ro (all tests pass) and the pass rate of each response as float
+    tensors, from prompts.run_responses; bad_tests counts failures that are the data's
+    fault (a malformed test record), logged apart."""
+    return dict(fmt=torch.tensor([float(p.format_ok) for p in parsed]),
+                outcome=torch.tensor([float(r.all_passed) for r in results]),
+                pass_rate=torch.tensor([r.pass_rate for r in results]),
+                bad_tests=sum("bad test" in r.first_error for r in results))
+
+
+@torch.no_grad()
+def think_scores(rm, rm_tokenizer, problems, parsed, score, device):
+    """Rt of each response where `score` (a bool tensor) is set, NaN elsewhere (such an Rt
+    is never read: its gate is 0). A scored response with no reasoning gets Rt = 0, the
+    lowest (nothing to score, and Rt must be finite where it counts). No reward model: all
+    NaN, so nothing is logged as a score."""
+    think = torch.full((len(parsed),), float("nan"))
+    if rm is None:
+        return think
+    think[score] = 0.0
+    todo = [i for i in range(len(parsed)) if score[i] and parsed[i].think]
+    if todo:
+        texts = [prompts.reward_model_text(problems[i].statement, parsed[i].think) for i in todo]
+        if rm_placement == "cpu":      # in for scoring only: the update then has the memory
+            rm.to(device)
+        raw = reward_scores(rm, rm_tokenizer, texts, device, max_length=rm_max_length,
+                            batch_size=rm_batch_size)
+        think[todo] = think_reward(raw).cpu()
+        if rm_placement == "cpu":
+            rm.to("cpu")
+    return think
 
 
 def pad_batch(rows, pad_id, device):
@@ -334,12 +389,13 @@ def pad_batch(rows, pad_id, device):
     return ids.to(device), mask.to(device)
 
 
-def response_logprobs(model, seqs, pad_id, device, with_entropy=False, temperature=1.0):
+def response_logprobs(model, seqs, pad_id, device, with_entropy=False):
     """Log-probs (and entropies) of the response tokens of (prompt_ids, response_ids)
-    pairs, as [B, R] right-aligned with a mask, R the longest response. temperature: the
-    rollout's, so that they are those of the distribution the responses were sampled from."""
+    pairs, as [B, R] right-aligned with a mask, R the longest response. They are taken at
+    the rollout's temperature: those of the distribution the responses were sampled from."""
     ids, attn = pad_batch([p + r for p, r in seqs], pad_id, device)
-    out = token_logprobs(model, ids, attn, return_entropy=with_entropy, temperature=temperature)
+    out = token_logprobs(model, ids, attn, return_entropy=with_entropy, temperature=temperature,
+                         chunk=logprob_chunk)
     lp, ent = out if with_entropy else (out, None)
     width = max(len(r) for _, r in seqs)
     resp_mask = torch.zeros((len(seqs), width), device=device)
@@ -349,10 +405,139 @@ def response_logprobs(model, seqs, pad_id, device, with_entropy=False, temperatu
     return take(lp), (take(ent) if ent is not None else None), resp_mask
 
 
-def all_sum(x):
+def micro_batches(lengths, max_tokens, max_seqs):
+    """One rank's micro-batches over one mini-batch: lists of indices into `lengths` (the
+    sequences' tokens, prompt + response).
+
+    max_tokens = 0: consecutive runs of max_seqs sequences, in sampling order.
+    max_tokens > 0: longest first, packed while the padded size (rows x the longest row)
+    stays within max_tokens and the rows within max_seqs (0: no cap); a sequence over the
+    budget goes alone. policy_loss sums over tokens and divides by normalisers of the
+    whole mini-batch, so the gradient does not depend on the grouping."""
+    if max_tokens <= 0:
+        return [list(range(s, min(s + max_seqs, len(lengths)))) for s in range(0, len(lengths), max_seqs)]
+    batches = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        b = batches[-1] if batches else None
+        if b and (len(b) + 1) * lengths[b[0]] <= max_tokens and (max_seqs <= 0 or len(b) < max_seqs):
+            b.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def same_count_everywhere(batches, device):
+    """Under FSDP every rank must run as many forwards as the others (each gathers every
+    layer): split this rank's largest micro-batch until it has the most any rank has."""
+    target = torch.tensor(len(batches), device=device)
     if dist.is_initialized():
-        dist.all_reduce(x)
-    return x
+        dist.all_reduce(target, op=dist.ReduceOp.MAX)
+    while len(batches) < int(target):
+        big = max(range(len(batches)), key=lambda j: len(batches[j]))
+        half = len(batches[big]) // 2
+        batches[big:big + 1] = [batches[big][:half], batches[big][half:]]
+    return batches
+
+
+@torch.no_grad()
+def frozen_logprobs(model, seqs, minis, pad_id, device, autocast):
+    """{micro-batch: log-probs} under a model that does not change during the update: the
+    rollout policy (off-policy updates) or the reference."""
+    with autocast:
+        return {tuple(mb): response_logprobs(model, [seqs[i] for i in mb], pad_id, device)[0]
+                for mbs in minis for mb in mbs}
+
+
+def global_metrics(sums, device, maxes=None):
+    """Named scalars summed over ranks in one all_reduce, plus `maxes` reduced by max:
+    {name: float}. Every rank must pass the same names."""
+    out = dict(zip(sums, all_sum(torch.tensor([float(v) for v in sums.values()],
+                                              dtype=torch.float64, device=device)).tolist()))
+    for name, value in (maxes or {}).items():
+        t = torch.tensor(float(value), dtype=torch.float64, device=device)
+        if dist.is_initialized():
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        out[name] = t.item()
+    return out
+
+
+def nan_mean(total, count):
+    return total / count if count else float("nan")
+
+
+def evaluate(model, tokenizer, problems, step, rm, rm_tokenizer, device, rank, world_size):
+    """Greedy pass@1, format rate, mean response tokens and mean Rt (every response
+    scored) on the held-out problems."""
+    probs, outs = rollout(model, tokenizer, problems, 1, step, eval_max_new_tokens or max_new_tokens,
+                          True, device, rank, world_size, eval_batch_size)
+    parsed, results = prompts.run_responses(probs, [o.text for o in outs], workers=workers,
+                                            limits=limits)
+    terms = reward_terms(parsed, results)
+    think = think_scores(rm, rm_tokenizer, probs, parsed, torch.ones(len(outs), dtype=torch.bool),
+                         device)
+    m = global_metrics({"passed": terms["outcome"].sum(), "fmt": terms["fmt"].sum(),
+                        "tokens": sum(len(o.response_ids) for o in outs), "n": len(outs),
+                        "think": torch.nan_to_num(think).sum(), "scored": (~think.isnan()).sum()},
+                       device)
+    n = max(m["n"], 1.0)
+    return {"kind": "eval", "step": step, "pass_at_1": m["passed"] / n, "format_rate": m["fmt"] / n,
+            "mean_tokens": m["tokens"] / n, "think_score": nan_mean(m["think"], m["scored"]),
+            "n": int(m["n"])}
+
+
+def rollout_sums(terms, think, rewards, resp_len, truncated):
+    """This rank's sums for the step's log (global_metrics adds them over ranks). Rt sums
+    run over scored responses only (think is NaN elsewhere), split by passing code."""
+    passed, has_rt = terms["outcome"] > 0, ~think.isnan()
+    rt = torch.nan_to_num(think)
+    return {"reward": rewards.sum(), "fmt": terms["fmt"].sum(), "passed": passed.sum(),
+            "rt": rt.sum(), "n_rt": has_rt.sum(),
+            "rt_pass": rt[passed].sum(), "n_rt_pass": (has_rt & passed).sum(),
+            "rt_fail": rt[~passed].sum(), "n_rt_fail": (has_rt & ~passed).sum(),
+            "resp_len": resp_len.sum(), "truncated": truncated.sum(),
+            "bad_tests": terms["bad_tests"], "n": len(rewards)}
+
+
+def train_record(step, m, lr, grad_norms, times):
+    """The step's JSON line from the global sums m: means per response, per scored
+    response (Rt) and per response token (clipping, KL, entropy)."""
+    n, tok = m["n"], max(m["tokens"], 1.0)
+    return {
+        "kind": "train", "step": step, "reward": m["reward"] / n,
+        "reward_format": m["fmt"] / n, "reward_outcome": m["passed"] / n,
+        "reward_think": nan_mean(m["rt"], m["n_rt"]), "rm_gate_share": m["n_rt"] / n,
+        "pass_rate": m["passed"] / n, "format_rate": m["fmt"] / n,
+        "think_passing": nan_mean(m["rt_pass"], m["n_rt_pass"]),
+        "think_failing": nan_mean(m["rt_fail"], m["n_rt_fail"]),
+        "resp_len_mean": m["resp_len"] / n, "resp_len_max": int(m["resp_len_max"]),
+        "truncated_share": m["truncated"] / n, "bad_tests": int(m["bad_tests"]),
+        "loss": m["loss"], "clip_low": m["clipped_low"] / tok, "clip_high": m["clipped_high"] / tok,
+        "clip_dual": m["clipped_dual"] / tok, "approx_kl": m["approx_kl"] / tok,
+        "entropy": m["entropy"] / tok, "grad_norm": sum(grad_norms) / len(grad_norms), "lr": lr,
+        "pad_share": 1 - m["real"] / max(m["padded"], 1.0),   # of the update's forward tokens
+        **{f"time_{k}": v for k, v in times.items() if k != "elapsed"},
+        "tokens_per_s": m["resp_len"] / max(times["gen"], 1e-9), "elapsed": times["elapsed"],
+    }
+
+
+def log_train(path, record, bar):
+    if is_main():
+        append_metrics(path, record)
+        bar.update(1)
+        tqdm.write(f"step {record['step']} | R {record['reward']:.3f} | pass {record['pass_rate']:.3f} | "
+                   f"fmt {record['format_rate']:.3f} | Rt+ {record['think_passing']:.3f} | "
+                   f"len {record['resp_len_mean']:.0f} | kl {record['approx_kl']:.2e} | "
+                   f"gn {record['grad_norm']:.3f} | {record['time_step']:.1f}s "
+                   f"(gen {record['time_gen']:.1f} box {record['time_sandbox']:.1f} "
+                   f"rm {record['time_rm']:.1f} train {record['time_train']:.1f})")
+
+
+def log_eval(path, ev):
+    if is_main():
+        append_metrics(path, ev)
+        tqdm.write(f"eval step {ev['step']} | pass@1 {ev['pass_at_1']:.3f} | format "
+                   f"{ev['format_rate']:.3f} | tokens {ev['mean_tokens']:.0f} | "
+                   f"think {ev['think_score']:.3f}")
 
 
 # ---------------------------------------------------------------- main
@@ -366,6 +551,10 @@ if __name__ == "__main__":
         raise SetupError(f"--reward_mode={reward_mode} needs a reward model: set --rm_from=DIR")
     if 0 < clip_ratio_c <= 1:
         raise SetupError(f"--clip_ratio_c={clip_ratio_c}: must be 0 (off) or above 1")
+    if rm_placement not in ("gpu", "cpu"):
+        raise SetupError(f"--rm_placement must be gpu or cpu, not {rm_placement!r}")
+    if micro_batch_size <= 0 and micro_batch_tokens <= 0:
+        raise SetupError("--micro_batch_size must be > 0 unless --micro_batch_tokens is set")
     rank, local_rank, world_size, device = init_distributed()
     compute_dtype = default_dtype(device) if dtype == "auto" else getattr(torch, dtype)
     hf_logging.disable_progress_bar()
@@ -376,8 +565,8 @@ if __name__ == "__main__":
         raise SetupError(f"--prompts_per_step * --group_size ({n_seqs}) must split evenly over "
                          f"{world_size} ranks and into mini-batches of {mini} (--mini_batch_size)")
     per_rank, mini_local = n_seqs // world_size, mini // world_size
-    workers = sandbox_workers or max(1, len(os.sched_getaffinity(0)) //
-                                     int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    workers = sandbox_workers or sandbox.default_workers()
+    limits = sandbox.Limits(test_timeout=test_timeout)
 
     # every rank decides before any could create them; saving is collective, so all build
     build = [d for d in (init_from, rm_from)
@@ -385,11 +574,6 @@ if __name__ == "__main__":
     barrier()
     for d in build:
         make_tiny_checkpoint(d)
-    if is_main():  # the toy world and its reward model, built on first use
-        toy.ensure_for([init_from, train_file, eval_file])
-        if reward_mode != "outcome" or rm_from:
-            toy.ensure_reward_model(rm_from)
-    barrier()
 
     # ------------------------------------------------ inputs, checked before anything is written
     resume = init_from == "resume"
@@ -397,6 +581,12 @@ if __name__ == "__main__":
         check_model_dir(init_from, "--init_from")
     if rm_from:
         check_model_dir(rm_from, "--rm_from")
+        rm_run = os.path.dirname(os.path.normpath(rm_from))   # a train_rm.py out_dir?
+        if os.path.isdir(os.path.join(rm_run, "last")) and \
+                not os.path.exists(os.path.join(rm_run, "FINISHED")):
+            print0(f"warning: --rm_from={rm_from}: the train_rm.py run in {rm_run} has not "
+                   f"finished (no FINISHED file): this is its best so far; resume it with "
+                   f"--out_dir={rm_run} --init_from=resume")
 
     def load_problem_file(path, flag, limit=None):
         check_data_file(path, flag)      # an empty or all-bad file is a LoadError too
@@ -416,8 +606,7 @@ if __name__ == "__main__":
 
     # ------------------------------------------------ data
     tokenizer = load_tokenizer(load_dir)
-    prompt_text = lambda prob: apply_chat(tokenizer, prompts.rl_prompt(prob))
-    keep = [p for p in problems if len(tokenizer(prompt_text(p), add_special_tokens=False)
+    keep = [p for p in problems if len(tokenizer(prompt_text(tokenizer, p), add_special_tokens=False)
                                           ["input_ids"]) <= max_prompt_tokens]
     print0(f"train problems: {len(problems)} loaded, {len(problems) - len(keep)} dropped "
            f"(prompt over {max_prompt_tokens} tokens)")
@@ -427,22 +616,28 @@ if __name__ == "__main__":
                          f"--max_prompt_tokens={max_prompt_tokens}")
 
     # ------------------------------------------------ models and optimizer
-    policy = load_policy(load_dir, device, dtype=torch.float32)
-    policy.train()
     mixed = compute_dtype != torch.float32
-    if world_size > 1:
-        policy = wrap_fsdp(policy, mixed_precision=mixed)
+    if world_size > 1:   # rank 0 reads the checkpoint, the others get their shards by broadcast
+        policy = load_sharded(lambda: load_policy(load_dir, "cpu", dtype=torch.float32), device,
+                              mixed, checkpointing=activation_checkpointing)
+    else:
+        policy = load_policy(load_dir, device, dtype=torch.float32)
+        if activation_checkpointing:
+            policy.activation_checkpointing_enable({"use_reentrant": False})
+    policy.train()
     autocast = (torch.autocast(device.type, dtype=compute_dtype)
                 if mixed and world_size == 1 else nullcontext())
     rm = rm_tokenizer = None
     if rm_from:  # in outcome mode only to log thinking scores; its own tokenizer, as the
         # reward model may be of another family than the policy
         rm_tokenizer = load_tokenizer(rm_from)
-        rm = load_reward_model(rm_from, device, dtype=compute_dtype, tokenizer=rm_tokenizer)
+        rm = in_turn(lambda: load_reward_model(    # in host RAM one rank at a time
+            rm_from, device if rm_placement == "gpu" else torch.device("cpu"), dtype=compute_dtype,
+            tokenizer=rm_tokenizer))
         rm.eval().requires_grad_(False)
     ref = None
     if kl_beta > 0:
-        ref = load_policy(ref_dir, device, dtype=compute_dtype)
+        ref = in_turn(lambda: load_policy(ref_dir, device, dtype=compute_dtype))
         ref.eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=learning_rate, weight_decay=weight_decay)
     start_step = 0
@@ -453,127 +648,89 @@ if __name__ == "__main__":
     if is_main():
         os.makedirs(out_dir, exist_ok=True)
         trim_metrics(metrics_path, start_step)
-    gen_model = None  # the unsharded copy used for generation under FSDP
-
-    def rollout(batch_problems, step, greedy, new_tokens):
-        """Generate this rank's share of the global list (problem x sample); returns
-        (problems, outputs) for the local share."""
-        global gen_model
-        g = 1 if greedy else group_size
-        flat = [(i, p) for i, p in enumerate(batch_problems) for _ in range(g)]
-        share = len(flat) // world_size if not greedy else math.ceil(len(flat) / world_size)
-        lo = rank * share
-        mine = flat[lo:lo + share]
-        if world_size > 1:
-            gen_model = unsharded_copy(policy, device, dtype=compute_dtype, into=gen_model)
-            model_for_gen = gen_model
-        else:
-            model_for_gen = policy
-        model_for_gen.eval()
-        outs = generate(model_for_gen, tokenizer, [prompt_text(p) for _, p in mine], new_tokens,
-                        temperature=temperature, top_p=top_p, do_sample=not greedy,
-                        device=device, seeds=[sample_seed(seed, step, lo + k) for k in range(len(mine))])
-        policy.train()
-        return [p for _, p in mine], outs
-
-    def evaluate(step):
-        """Greedy pass@1, format rate and mean response tokens on the held-out problems."""
-        probs, outs = rollout(eval_problems, step, True, eval_max_new_tokens or max_new_tokens)
-        scored = score_responses(probs, [o.text for o in outs], "all", rm, rm_tokenizer,
-                                 device, workers)()
-        think = scored["think"]
-        totals = torch.tensor([float(scored["outcome"].sum()), float(scored["fmt"].sum()),
-                               float(sum(len(o.response_ids) for o in outs)), float(len(outs)),
-                               float(torch.nan_to_num(think).sum()), float((~think.isnan()).sum())],
-                              device=device)
-        all_sum(totals)
-        n = max(totals[3].item(), 1.0)
-        return {"kind": "eval", "step": step, "pass_at_1": totals[0].item() / n,
-                "format_rate": totals[1].item() / n, "mean_tokens": totals[2].item() / n,
-                "think_score": totals[4].item() / totals[5].item() if totals[5] else float("nan"),
-                "n": int(totals[3].item())}
-
-    def checkpoint(step):
-        save_checkpoint(os.path.join(out_dir, "last"), policy, tokenizer,
-                        extra={"config": config, "step": step}, optimizer=optimizer)
+    pad_id = tokenizer.pad_token_id
+    on_policy = ppo_epochs == 1 and mini == n_seqs   # then old log-probs = detached current ones
+    sandbox_thread = ThreadPoolExecutor(max_workers=1)   # Ro runs while the old log-probs do
+    gen_model = None
 
     # ------------------------------------------------ training loop
     if eval_problems and eval_interval and start_step == 0:   # the starting point, for reference
-        ev = evaluate(0)
-        if is_main():
-            append_metrics(metrics_path, ev)
-            print0(f"eval step 0 | pass@1 {ev['pass_at_1']:.3f} | format {ev['format_rate']:.3f} | "
-                   f"tokens {ev['mean_tokens']:.0f} | think {ev['think_score']:.3f}")
+        gen_model = generation_model(policy, gen_model, device)
+        log_eval(metrics_path, evaluate(gen_model, tokenizer, eval_problems, 0, rm, rm_tokenizer,
+                                        device, rank, world_size))
     t_start = time.time()
     bar = tqdm(total=max_steps, initial=start_step, disable=not is_main(), dynamic_ncols=True)
     for step in range(start_step, max_steps):
         t0 = time.time()
-        lr = learning_rate * min(1.0, (step + 1) / warmup_steps) if warmup_steps else learning_rate
+        lr = warmup_lr(step, learning_rate, warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = [problems[i] for i in step_problems(len(problems), step, prompts_per_step, seed)]
 
-        # -------- rollout
-        probs, outs = rollout(batch, step, False, max_new_tokens)
-        t_gen = time.time()
+        # -------- rollout: group_size samples of each problem; this rank's share
+        gen_model = generation_model(policy, gen_model, device)
+        probs, outs = rollout(gen_model, tokenizer, batch, group_size, step, max_new_tokens, False,
+                              device, rank, world_size)
         seqs = [(o.prompt_ids, o.response_ids) for o in outs]
-        finish_scoring = score_responses(probs, [o.text for o in outs], reward_mode, rm,
-                                         rm_tokenizer, device, workers)
-
-        # -------- old log-probs (overlaps the sandbox); the on-policy case needs none
-        on_policy = ppo_epochs == 1 and mini == n_seqs
-        micro_slices = [(s, min(s + micro_batch_size, m0 + mini_local))
-                        for m0 in range(0, per_rank, mini_local)
-                        for s in range(m0, m0 + mini_local, micro_batch_size)]
-        old_lp, ref_lp = {}, {}
-        with torch.no_grad(), autocast:
-            for s, e in micro_slices:
-                if not on_policy:
-                    old_lp[s] = response_logprobs(policy, seqs[s:e], tokenizer.pad_token_id, device,
-                                                  temperature=temperature)[0]
-                if ref is not None:
-                    ref_lp[s] = response_logprobs(ref, seqs[s:e], tokenizer.pad_token_id, device,
-                                                  temperature=temperature)[0]
-        t_old = time.time()
-
-        # -------- rewards and advantages
-        scores = finish_scoring()
-        t_reward = time.time()
-        rewards = gated_reward(scores["fmt"], scores["outcome"], scores["think"],
-                               scores["pass_rate"], reward_mode, w_format, w_outcome, w_think)
-        adv = gather_group_advantages(rewards.to(device), group_size, std_normalize)
-        truncated = torch.tensor([float(o.truncated) for o in outs], device=device)
         resp_len = torch.tensor([float(len(o.response_ids)) for o in outs], device=device)
-        keep_seq = (1 - truncated) if mask_truncated else torch.ones_like(truncated)
+        truncated = torch.tensor([float(o.truncated) for o in outs], device=device)
+        lengths = [len(p) + len(r) for p, r in seqs]
+        minis = [same_count_everywhere([[m0 + i for i in mb] for mb in micro_batches(
+                     lengths[m0:m0 + mini_local], micro_batch_tokens, micro_batch_size)], device)
+                 for m0 in range(0, per_rank, mini_local)]     # index lists, per mini-batch
+        t_gen = time.time()
 
-        # -------- update
-        sum_keys = ("loss", "clipped_low", "clipped_high", "clipped_dual", "approx_kl", "entropy",
-                    "tokens")
-        sums = {k: torch.zeros((), device=device) for k in sum_keys}
+        # -------- rewards: the sandbox (Rf, Ro) runs while the frozen log-probs are taken
+        judged = sandbox_thread.submit(prompts.run_responses, probs, [o.text for o in outs],
+                                       workers=workers, limits=limits,
+                                       stop_on_failure=reward_mode != "soft")  # soft: exact P_o
+        old_lp = {} if on_policy else frozen_logprobs(policy, seqs, minis, pad_id, device, autocast)
+        ref_lp = {} if ref is None else frozen_logprobs(ref, seqs, minis, pad_id, device, autocast)
+        t_old = time.time()
+        parsed, results = judged.result()
+        t_box = time.time()
+        terms = reward_terms(parsed, results)
+        # the reward model scores where its gate is open, and passing code in every mode (logged)
+        scored = (gate(reward_mode, terms["outcome"], terms["pass_rate"]) > 0) | (terms["outcome"] > 0)
+        think = think_scores(rm, rm_tokenizer, probs, parsed, scored, device)
+        t_rm = time.time()
+        rewards = gated_reward(terms["fmt"], terms["outcome"], think, terms["pass_rate"],
+                               reward_mode, w_format, w_outcome, w_think)
+
+        # -------- advantages, over each group (gathered across ranks)
+        adv = gather_group_advantages(rewards.to(device), group_size, std_normalize)
+
+        # -------- update: ppo_epochs passes over mini-batches, micro-batches accumulating
+        keep_seq = (1 - truncated) if mask_truncated else torch.ones_like(truncated)
+        sums = {k: torch.zeros((), device=device)
+                for k in ("loss", "clipped_low", "clipped_high", "clipped_dual", "approx_kl",
+                          "entropy", "tokens", "padded", "real")}
         grad_norms = []
         for epoch in range(ppo_epochs):
-            for m0 in range(0, per_rank, mini_local):
-                m1 = m0 + mini_local
-                n_tok = all_sum((resp_len[m0:m1] * keep_seq[m0:m1]).sum().clone()).clamp(min=1)
-                for s, e in [(s, e) for s, e in micro_slices if m0 <= s < m1]:
+            for mbs in minis:
+                rows = torch.tensor([i for mb in mbs for i in mb], device=device)
+                n_tok = all_sum((resp_len[rows] * keep_seq[rows]).sum()).clamp(min=1)
+                for j, mb in enumerate(mbs):
                     if world_size > 1:
-                        policy.set_requires_gradient_sync(e >= m1)
+                        policy.set_requires_gradient_sync(j == len(mbs) - 1)  # once per mini-batch
                     with autocast:
-                        lp, ent, mask = response_logprobs(policy, seqs[s:e], tokenizer.pad_token_id,
-                                                          device, with_entropy=True,
-                                                          temperature=temperature)
-                    mask = mask * keep_seq[s:e, None]
-                    old = lp.detach() if on_policy else old_lp[s]
-                    loss, st = policy_loss(lp.float(), old.float(), adv[s:e], mask, eps_low,
+                        lp, ent, mask = response_logprobs(policy, [seqs[i] for i in mb], pad_id,
+                                                          device, with_entropy=True)
+                    at = torch.tensor(mb, device=device)
+                    mask = mask * keep_seq[at, None]
+                    old = lp.detach() if on_policy else old_lp[tuple(mb)]
+                    loss, st = policy_loss(lp.float(), old.float(), adv[at], mask, eps_low,
                                            eps_high, loss_agg, n_tok, mini, max_new_tokens,
-                                           ref_lp.get(s), kl_beta, clip_ratio_c)
+                                           ref_lp.get(tuple(mb)), kl_beta, clip_ratio_c)
                     # FSDP averages gradients over ranks; the loss is already a global mean
                     (loss * world_size).backward()
-                    sums["loss"] += loss.detach() / (ppo_epochs * (per_rank // mini_local))
+                    sums["loss"] += loss.detach() / (ppo_epochs * len(minis))
                     for k, v in st.items():
                         sums[k] += v
                     sums["entropy"] += (ent.detach() * mask).sum()
                     sums["tokens"] += mask.sum()
+                    sums["padded"] += len(mb) * max(lengths[i] for i in mb)   # the forward's size
+                    sums["real"] += sum(lengths[i] for i in mb)
                 gn = torch.nn.utils.clip_grad_norm_(policy.parameters(),
                                                     grad_clip if grad_clip > 0 else math.inf)
                 grad_norms.append((gn.full_tensor() if hasattr(gn, "full_tensor") else gn).item())
@@ -581,66 +738,23 @@ if __name__ == "__main__":
                 optimizer.zero_grad(set_to_none=True)
         t_train = time.time()
 
-        # -------- metrics (global)
-        think = scores["think"]
-        passed = scores["outcome"] > 0
-        scored = ~torch.isnan(think)
-        local = torch.tensor([
-            float(rewards.sum()), float(scores["fmt"].sum()), float(scores["outcome"].sum()),
-            float(torch.nan_to_num(think).sum()), float(scored.sum()),
-            float(torch.nan_to_num(think)[passed].sum()), float((scored & passed).sum()),
-            float(torch.nan_to_num(think)[~passed].sum()), float((scored & ~passed).sum()),
-            float(resp_len.sum()), float(resp_len.max()), float(truncated.sum()),
-            float(scores["bad_tests"]), float(len(outs))], device=device)
-        sums_vec = dict(zip(sum_keys, all_sum(torch.stack([sums[k] for k in sum_keys])).tolist()))
-        if dist.is_initialized():
-            maxlen = local[10].clone()
-            dist.all_reduce(maxlen, op=dist.ReduceOp.MAX)
-            all_sum(local)
-            local[10] = maxlen
-        n = local[13].item()
-        div = lambda a, b: a / b if b else float("nan")
-        tok = max(sums_vec["tokens"], 1.0)
-        record = {
-            "kind": "train", "step": step + 1,
-            "reward": local[0].item() / n, "reward_format": local[1].item() / n,
-            "reward_outcome": local[2].item() / n, "reward_think": div(local[3].item(), local[4].item()),
-            "rm_gate_share": local[4].item() / n, "pass_rate": local[2].item() / n,
-            "format_rate": local[1].item() / n,
-            "think_passing": div(local[5].item(), local[6].item()),
-            "think_failing": div(local[7].item(), local[8].item()),
-            "resp_len_mean": local[9].item() / n, "resp_len_max": int(local[10].item()),
-            "truncated_share": local[11].item() / n, "bad_tests": int(local[12].item()),
-            "loss": sums_vec["loss"],
-            "clip_low": sums_vec["clipped_low"] / tok, "clip_high": sums_vec["clipped_high"] / tok,
-            "clip_dual": sums_vec["clipped_dual"] / tok,
-            "approx_kl": sums_vec["approx_kl"] / tok, "entropy": sums_vec["entropy"] / tok,
-            "grad_norm": sum(grad_norms) / len(grad_norms), "lr": lr,
-            "time_gen": t_gen - t0, "time_sandbox": t_reward - t_old - scores["rm_time"],
-            "time_rm": scores["rm_time"], "time_old_logp": t_old - t_gen,
-            "time_train": t_train - t_reward, "time_step": time.time() - t0,
-            "tokens_per_s": local[9].item() / max(t_gen - t0, 1e-9), "elapsed": time.time() - t_start,
-        }
-        if is_main():
-            append_metrics(metrics_path, record)
-            bar.update(1)
-            tqdm.write(f"step {step + 1} | R {record['reward']:.3f} | pass {record['pass_rate']:.3f} | "
-                       f"fmt {record['format_rate']:.3f} | Rt+ {record['think_passing']:.3f} | "
-                       f"len {record['resp_len_mean']:.0f} | kl {record['approx_kl']:.2e} | "
-                       f"gn {record['grad_norm']:.3f} | {record['time_step']:.1f}s "
-                       f"(gen {record['time_gen']:.1f} box {record['time_sandbox']:.1f} "
-                       f"rm {record['time_rm']:.1f} train {record['time_train']:.1f})")
+        # -------- log: named sums over ranks, one JSON line
+        m = global_metrics({**sums, **rollout_sums(terms, think, rewards, resp_len, truncated)},
+                           device, maxes={"resp_len_max": resp_len.max()})
+        times = {"gen": t_gen - t0, "old_logp": t_old - t_gen, "sandbox": t_box - t_old,
+                 "rm": t_rm - t_box, "train": t_train - t_rm, "step": time.time() - t0,
+                 "elapsed": time.time() - t_start}
+        log_train(metrics_path, train_record(step + 1, m, lr, grad_norms, times), bar)
         done = step + 1
         if eval_problems and eval_interval and (done % eval_interval == 0 or done == max_steps):
-            ev = evaluate(done)
-            if is_main():
-                append_metrics(metrics_path, ev)
-                tqdm.write(f"eval step {done} | pass@1 {ev['pass_at_1']:.3f} | format "
-                           f"{ev['format_rate']:.3f} | tokens {ev['mean_tokens']:.0f} | "
-                           f"think {ev['think_score']:.3f}")
+            gen_model = generation_model(policy, gen_model, device)
+            log_eval(metrics_path, evaluate(gen_model, tokenizer, eval_problems, done, rm,
+                                            rm_tokenizer, device, rank, world_size))
         if done % ckpt_interval == 0 or done == max_steps:
-            checkpoint(done)
+            save_checkpoint(os.path.join(out_dir, "last"), policy, tokenizer,
+                            extra={"config": config, "step": done}, optimizer=optimizer)
     bar.close()
+    sandbox_thread.shutdown()
     sandbox.shutdown()
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -2,8 +2,11 @@
 Trains a Bradley-Terry reward model on reasoning preference pairs, and evaluates reward
 models on pair files (pair accuracy overall and per pair type).
 
-One CPU (a tiny random model, built on first use, on the toy pairs in tests/fixtures;
-well under a minute):
+One CPU, the toy world: toy.py prepares data/toy/ (nanoGPT's prepare, then train) and
+the defaults train its reward model into out/toy_rm/best, which train_grpo.py reads:
+    python toy.py && python train_rm.py
+A tiny random model (built by the run at init_from) on the toy pairs in tests/fixtures,
+well under a minute:
     python train_rm.py config/rm_cpu.py
 8 GPUs (the paper's setting, Qwen2.5-Coder-7B base):
     torchrun --standalone --nproc_per_node=8 train_rm.py config/rm_qwen7b.py
@@ -12,7 +15,8 @@ state is saved per rank) plus
     --init_from=resume
 (a kill at any point, inside a checkpoint save too, leaves a complete checkpoint to resume
 from; a missing model directory or an empty pairs file stops the run with one line naming
-it, before anything in out_dir is touched)
+it, and the command that makes it when it is a default input, before anything in out_dir
+is touched)
 Evaluate any sequence-classification reward model (ours or another) on pair files; under
 torchrun each rank holds the whole model and scores a share of the pairs:
     python train_rm.py --eval_only=True --init_from=out/rm/best --eval_files=a.jsonl,b.json
@@ -23,11 +27,12 @@ Choices and why:
 - The chosen and the rejected texts of a micro-batch go through ONE forward as 2B
   sequences; the scores are split back. One pass is cheaper than two, and under FSDP it
   halves the weight all-gathers.
-- The 9:1 train/validation split is by problem: pairs of one problem share the statement
-  and much of the reasoning, so splitting by pair would leak near-copies into validation.
-  synth.py writes its pairs already split (pairs_train/pairs_val.jsonl): pass both, with
-  --val_file, so that the data is split once, as in the paper; with pairs_file alone,
-  val_fraction of its problems are held out here.
+- The 9:1 train/validation split is by problem (data.split_by_problem): pairs of one
+  problem share the statement and much of the reasoning, so splitting by pair would leak
+  near-copies into validation. synth.py writes its pairs already split
+  (pairs_train/pairs_val.jsonl): pass both, with --val_file, so that the data is split
+  once, as in the paper; with pairs_file alone, val_fraction of its problems are held out
+  here.
 - Effective batch (paper: 128 pairs) = micro_batch_size * accumulation steps * world size.
   Each rank takes a contiguous share of every global batch, whose order comes from the
   seed alone, so the run is the same for any number of ranks. The loss is scaled so the
@@ -48,8 +53,9 @@ Choices and why:
   load_grades): regression of sigmoid(r) onto the 0..1 grade (grade_loss), so the score
   lives on the scale P-GRPO's thinking reward Rt = sigmoid(r) reads it on. Validation
   accuracy is then the share of validation item pairs with different grades that the
-  model orders like the grades; the rest (split, batches, checkpoints, early stopping,
-  resume, --eval_only on pair files) is the same as for pairs:
+  model orders like the grades. The two objectives differ only in their entries of
+  OBJECTIVES; the rest (split, batches, checkpoints, early stopping, resume, --eval_only
+  on pair files) is shared:
       python train_rm.py --objective=score --grades_file=out/od/grades_train.jsonl \
           --val_file=out/od/grades_val.jsonl
 """
@@ -60,6 +66,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -67,22 +74,21 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers.utils import logging as hf_logging
 
-import toy
 from configurator import configure
-from data import BadRecord, LoadError, load_pairs, read_rows
+from data import BadRecord, LoadError, load_pairs, problem_of, read_rows, split_by_problem
 from prompts import reward_model_text
-from model import (SetupError, append_metrics, barrier, check_data_file, check_model_dir,
-                   default_dtype, exit_on_setup_error, init_distributed, is_main,
-                   load_reward_model, load_tokenizer, load_training_state, make_tiny_checkpoint,
-                   print0, recover_checkpoint, reward_scores, save_checkpoint, trim_metrics,
-                   wrap_fsdp)
+from model import (SetupError, all_sum, append_metrics, barrier, check_data_file, check_model_dir,
+                   default_dtype, exit_on_setup_error, in_turn, init_distributed, is_main,
+                   load_reward_model, load_sharded, load_tokenizer, load_training_state,
+                   make_tiny_checkpoint, print0, recover_checkpoint, reward_scores,
+                   save_checkpoint, trim_metrics, warmup_lr)
 
 # ---------------------------------------------------------------- config
-# The defaults train the toy world's reward model on a CPU (toy.py builds the world on
-# first use); config/rm_qwen7b.py holds the paper's settings.
+# The defaults train the toy world's reward model on a CPU, from what `python toy.py`
+# prepared in data/toy/; config/rm_qwen7b.py holds the paper's settings.
 init_from = "data/toy/policy"  # base model (dir or hub id); "resume": out_dir/last
 tiny_init = False  # build a tiny random model at init_from first if it does not exist
-objective = "bt"  # "bt": Bradley-Terry on pairs_file; "score": grade regression on grades_file
+objective = "bt"  # OBJECTIVES: "bt" Bradley-Terry on pairs_file, "score" grades on grades_file
 pairs_file = "data/toy/pairs.jsonl"  # comma-separated pair files (see data.load_pairs)
 grades_file = ""  # comma-separated grade files for objective="score" (see load_grades)
 out_dir = "out/toy_rm"
@@ -218,31 +224,6 @@ def load_grade_files(paths, flag="--grades_file"):
     return load_files(paths, load_grades, flag)
 
 
-def problem_of(item):
-    """The problem a pair or graded reasoning belongs to: its problem_id, else its prompt."""
-    return item.problem_id or item.prompt
-
-
-def split_by_problem(pairs, val_fraction, seed):
-    """Seeded split into (train, validation) where all pairs of one problem (problem_id, or
-    the prompt text when that is empty) land on the same side. Whole problems are moved
-    to validation in a seeded order until it holds ~val_fraction of the pairs; at least
-    one problem stays in training. Each side keeps the input order."""
-    groups = {}
-    for i, p in enumerate(pairs):
-        groups.setdefault(problem_of(p), []).append(i)
-    keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-    target = round(val_fraction * len(pairs))
-    val_idx = set()
-    for key in keys[:-1]:
-        if len(val_idx) >= target:
-            break
-        val_idx.update(groups[key])
-    return ([p for i, p in enumerate(pairs) if i not in val_idx],
-            [p for i, p in enumerate(pairs) if i in val_idx])
-
-
 def training_split(items, val_items, val_fraction, seed):
     """(train, validation). With a validation set of its own (val_items: synth.py already
     split its data 9:1 by problem into *_train and *_val files), all of items trains, and no
@@ -293,12 +274,6 @@ def score_items(model, tokenizer, items, device, max_length=None):
     return scores.view(-1, len(items))
 
 
-def all_sum(tensor, world_size):
-    if world_size > 1:
-        dist.all_reduce(tensor)
-    return tensor
-
-
 @torch.no_grad()
 def sharded_scores(model, tokenizer, items, device, micro_batch_size, max_length, rank,
                    world_size):
@@ -317,7 +292,7 @@ def sharded_scores(model, tokenizer, items, device, micro_batch_size, max_length
         idx = mine[start:start + micro_batch_size]
         micro = score_items(model, tokenizer, [items[i] for i in idx or [0]], device, max_length)
         scores[:, idx] = micro[:, :len(idx)].float()
-    all_sum(scores, world_size)
+    all_sum(scores)
     model.train(was_training)
     return scores
 
@@ -362,29 +337,44 @@ def format_table(results):
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- logging and schedule
+# ---------------------------------------------------------------- objectives
 
 
-def objective_loss(scores, items):
-    """The training loss of score_items rows for `items` under the configured objective."""
-    if objective == "score":
-        grades = torch.tensor([g.grade for g in items], device=scores.device)
-        return grade_loss(scores[0], grades)
-    return bradley_terry_loss(scores[0], scores[1], margin, center_coef)
+class Objective(NamedTuple):
+    """What one --objective trains on, and how the scores of a batch of its items
+    (score_items rows, [rows, N]) become a loss and metrics. Training is otherwise shared."""
+    files: str  # the setting (and flag) that names its training files
+    load: Callable  # load(paths, flag): the items of comma-separated files
+    unit: str  # what the items are called in messages
+    rows: int  # score rows: chosen and rejected texts, or one text per item
+    spread: tuple  # (name in log lines, metrics key): the figure shown after accuracy
+    loss: Callable  # loss(scores, items): the training loss, a scalar tensor
+    metrics: Callable  # metrics(scores, items): {"accuracy", spread key}
+    evaluate: Callable  # evaluate(model, tokenizer, items, device, micro_batch_size,
+    #                              max_length, rank, world_size): metrics and "loss"
 
 
-def objective_metrics(scores, items):
-    """pair_metrics of pairs, or grade_metrics of graded reasonings, of one batch."""
-    if objective == "score":
-        return grade_metrics(scores[0], torch.tensor([g.grade for g in items], device=scores.device))
-    return pair_metrics(scores[0], scores[1])
+def grades_of(items, device):
+    """The grades of graded reasonings, a tensor on `device`."""
+    return torch.tensor([g.grade for g in items], device=device)
 
 
-def lr_at(step):
-    """Constant learning rate after a linear warmup over warmup_steps."""
-    if warmup_steps <= 0:
-        return learning_rate
-    return learning_rate * min(1.0, (step + 1) / warmup_steps)
+# margin and center_coef are read when a loss is computed, after configure() set them
+OBJECTIVES = {
+    "bt": Objective(  # Bradley-Terry on preference pairs, as in the paper
+        "pairs_file", load_pair_files, "pairs", 2, ("margin", "mean_margin"),
+        loss=lambda scores, items: bradley_terry_loss(scores[0], scores[1], margin, center_coef),
+        metrics=lambda scores, items: pair_metrics(scores[0], scores[1]),
+        evaluate=lambda *args: evaluate_pairs(*args, margin, center_coef)),
+    "score": Objective(  # regression onto graded reasonings, the score-based baseline
+        "grades_file", load_grade_files, "graded reasonings", 1, ("mae", "mae"),
+        loss=lambda scores, items: grade_loss(scores[0], grades_of(items, scores.device)),
+        metrics=lambda scores, items: grade_metrics(scores[0], grades_of(items, scores.device)),
+        evaluate=evaluate_grades),
+}
+
+
+# ---------------------------------------------------------------- logging
 
 
 def log_line(message):
@@ -406,9 +396,6 @@ if __name__ == "__main__":
     barrier()
     if build_tiny:
         make_tiny_checkpoint(init_from)
-    if is_main():  # the toy world, built on first use when a setting points into it
-        used = eval_files if eval_only else grades_file if objective == "score" else pairs_file
-        toy.ensure_for([init_from, *used.split(","), *val_file.split(",")])
     barrier()
     # out_dir is written only once every input has been checked and loaded (below), so a
     # bad path or flag leaves an earlier run's files there as they were
@@ -426,7 +413,8 @@ if __name__ == "__main__":
         for path in [path for path, pairs in eval_sets.items() if not pairs]:
             print0(f"note: {path} holds no pairs; its row has n = 0")
         tokenizer = load_tokenizer(init_from)
-        model = load_reward_model(init_from, device, dtype=compute_dtype, tokenizer=tokenizer)
+        model = in_turn(lambda: load_reward_model(init_from, device, dtype=compute_dtype,
+                                                  tokenizer=tokenizer))
         results = {}
         for path, pairs in eval_sets.items():
             results[path] = evaluate_pairs(model, tokenizer, pairs, device,
@@ -438,17 +426,14 @@ if __name__ == "__main__":
                 json.dump({"init_from": init_from, "results": results}, f, indent=1)
     else:
         # ------------------------------------------------ data
-        if objective not in ("bt", "score"):
-            raise SetupError(f"--objective must be 'bt' or 'score', not {objective!r}")
-        # pairs (Bradley-Terry) or graded reasonings (score): "items" below
-        unit = "graded reasonings" if objective == "score" else "pairs"
-        # the second figure of the log lines: pairs' mean margin, grades' mean abs error
-        spread_name, spread_key = ("mae", "mae") if objective == "score" else ("margin", "mean_margin")
-        load = load_grade_files if objective == "score" else load_pair_files
-        items = (load(grades_file, "--grades_file") if objective == "score" else
-                 load(pairs_file, "--pairs_file"))
-        train_items, val_items = training_split(items, load(val_file, "--val_file") if val_file
-                                                else None, val_fraction, seed)
+        if objective not in OBJECTIVES:
+            raise SetupError(f"--objective must be {' or '.join(map(repr, OBJECTIVES))}, "
+                             f"not {objective!r}")
+        spec = OBJECTIVES[objective]  # its items: pairs, or graded reasonings
+        unit, (spread_name, spread_key) = spec.unit, spec.spread
+        items = spec.load(config[spec.files], f"--{spec.files}")
+        train_items, val_items = training_split(items, spec.load(val_file, "--val_file")
+                                                if val_file else None, val_fraction, seed)
         if not val_items:
             raise SetupError(f"the validation split is empty ({len(items)} {unit}, "
                              f"--val_fraction={val_fraction}); early stopping and best/ need it")
@@ -474,13 +459,16 @@ if __name__ == "__main__":
                                  f"{load_dir}.tmp or .old)")
             recover_checkpoint(os.path.join(out_dir, "best"))  # it may have been mid-save too
         tokenizer = load_tokenizer(load_dir)
-        model = load_reward_model(load_dir, device, dtype=torch.float32, tokenizer=tokenizer)
-        model.train()
-        if activation_checkpointing:
-            model.gradient_checkpointing_enable()
         mixed = compute_dtype != torch.float32
-        if world_size > 1:
-            model = wrap_fsdp(model, mixed_precision=mixed)
+        if world_size > 1:   # rank 0 reads the checkpoint, the others get shards by broadcast
+            model = load_sharded(lambda: load_reward_model(load_dir, torch.device("cpu"),
+                                                           dtype=torch.float32, tokenizer=tokenizer),
+                                 device, mixed, checkpointing=activation_checkpointing)
+        else:
+            model = load_reward_model(load_dir, device, dtype=torch.float32, tokenizer=tokenizer)
+            if activation_checkpointing:
+                model.activation_checkpointing_enable({"use_reentrant": False})
+        model.train()
         if compile:
             model.compile()  # in place: parameter names, hence checkpoints, stay the same
         autocast = torch.autocast(device.type, dtype=compute_dtype,
@@ -508,10 +496,8 @@ if __name__ == "__main__":
             # a resumed run starts where its checkpoint's evaluation was already done
             evaluate_now = step % eval_interval == 0 or step == total_steps
             if evaluate_now and not (resume and step == start_step):
-                val = (evaluate_grades(model, tokenizer, val_items, device, micro_batch_size,
-                                       max_length, rank, world_size) if objective == "score" else
-                       evaluate_pairs(model, tokenizer, val_items, device, micro_batch_size,
-                                      max_length, rank, world_size, margin, center_coef))
+                val = spec.evaluate(model, tokenizer, val_items, device, micro_batch_size,
+                                    max_length, rank, world_size)
                 improved = improves(val, state["best"])
                 state["bad_evals"] = 0 if improved else state["bad_evals"] + 1
                 if improved:
@@ -540,10 +526,10 @@ if __name__ == "__main__":
                 batches = epoch_batches(len(train_items), batch_size, seed, batches_epoch)
             batch = batches[step % steps_per_epoch]
             mine = batch[rank * per_rank:(rank + 1) * per_rank]
-            lr = lr_at(step)
+            lr = warmup_lr(step, learning_rate, warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            scores = torch.zeros(1 if objective == "score" else 2, batch_size, device=device)
+            scores = torch.zeros(spec.rows, batch_size, device=device)
             counts = torch.zeros(2, device=device)  # tokens, truncated texts
             for start in range(0, per_rank, micro_batch_size):
                 micro = [train_items[i] for i in mine[start:start + micro_batch_size]]
@@ -551,7 +537,7 @@ if __name__ == "__main__":
                     model.set_requires_gradient_sync(start + micro_batch_size >= per_rank)
                 with autocast:
                     micro_scores = score_items(model, tokenizer, micro, device, max_length)
-                loss = objective_loss(micro_scores, micro)
+                loss = spec.loss(micro_scores, micro)
                 (loss * len(micro) / per_rank).backward()
                 at = rank * per_rank + start
                 scores[:, at:at + len(micro)] = micro_scores.detach().float()
@@ -563,12 +549,12 @@ if __name__ == "__main__":
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-            all_sum(scores, world_size)
-            all_sum(counts, world_size)
+            all_sum(scores)
+            all_sum(counts)
             batch_items = [train_items[i] for i in batch]
             record = {"kind": "train", "step": step + 1, "epoch": (step + 1) / steps_per_epoch,
-                      "loss": objective_loss(scores, batch_items).item(),
-                      **objective_metrics(scores, batch_items), "lr": lr,
+                      "loss": spec.loss(scores, batch_items).item(),
+                      **spec.metrics(scores, batch_items), "lr": lr,
                       "grad_norm": grad_norm.item(), "tokens": int(counts[0]),
                       "truncated": int(counts[1]), "time": time.time() - t0}
             if is_main():
@@ -579,7 +565,7 @@ if __name__ == "__main__":
                          f"{lr:.2e} | gnorm {record['grad_norm']:.3f} | tok {record['tokens']}")
         bar.close()
         best = state["best"]
-        if is_main():  # tells a caller that best/ is final (see toy.ensure_reward_model)
+        if is_main():  # best/ is final (train_grpo.py warns about a run without it)
             with open(os.path.join(out_dir, FINISHED), "w") as f:
                 json.dump(best, f)
         print0(f"done: best validation accuracy {best['accuracy']:.4f} at step {best['step']} "

@@ -14,6 +14,13 @@ def test_config_keys_are_public_plain_values():
                                                "lr", "out_dir"]
 
 
+def test_upper_case_constants_are_not_settings():
+    g = {**defaults(), "GATES": {"a": 1}, "MODES": ("a",), "MAX_LEN": 3}
+    assert sorted(config_keys(g)) == ["betas", "compile", "epochs", "init_from", "lr", "out_dir"]
+    with pytest.raises(ValueError, match="unknown setting 'MAX_LEN'"):
+        configure(g, ["--MAX_LEN=4"])
+
+
 def test_flags_parse_by_type():
     g = defaults()
     cfg = configure(g, ["--lr=3e-4", "--epochs=5", "--compile=True", "--out_dir=out/x",

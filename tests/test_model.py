@@ -222,6 +222,25 @@ def test_token_logprobs_gradients_match_direct_computation(tokenizer, policy, mo
         torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
 
 
+def test_token_logprobs_never_makes_the_whole_logits_tensor(tokenizer, policy, monkeypatch):
+    """The output layer only ever sees `chunk` positions at once, in forward and in the
+    recomputation of backward, and it is the model's own head again afterwards."""
+    ids, mask = padded(tokenizer, TEXTS)
+    head = policy.get_output_embeddings()
+    seen = []
+    hook = head.register_forward_hook(lambda m, inp, out: seen.append(out.shape))
+    try:
+        logprobs, entropy = M.token_logprobs(policy, ids, mask, return_entropy=True, chunk=7)
+        (logprobs.sum() + entropy.sum()).backward()
+    finally:
+        hook.remove()
+        policy.zero_grad()
+    positions = ids.shape[0] * (ids.shape[1] - 1)
+    assert all(s[0] <= 7 and s[-1] == policy.config.vocab_size for s in seen)
+    assert len(seen) == 2 * -(-positions // 7)          # each chunk once, and once again in backward
+    assert policy.get_output_embeddings() is head
+
+
 # ---------------------------------------------------------------- generation
 
 
@@ -567,3 +586,20 @@ def test_fsdp_two_processes(tmp_path):
         pytest.skip(f"torchrun could not start two gloo processes here:\n{output[-2000:]}")
     assert done.returncode == 0, output[-4000:]
     assert all(os.path.exists(tmp_path / f"dist_ok_{r}") for r in (0, 1)), output[-4000:]
+
+
+def test_sharded_loading_keeps_one_copy_per_node(tmp_path):
+    """model.load_sharded under two processes: rank 1 never holds the whole fp32 model,
+    and the sharded model computes what the plain one does (tests/dist_load_check.py)."""
+    tokenizer = M.make_tiny_tokenizer()
+    big = M.make_tiny_model(tokenizer, n_layer=8, n_embd=768, n_head=12, intermediate_size=2048)
+    big.save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    del big
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               os.path.join(REPO, "tests", "dist_load_check.py"), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "LOAD_OK rank 0" in output and "LOAD_OK rank 1" in output, output[-4000:]

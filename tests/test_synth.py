@@ -10,7 +10,7 @@ import torch
 
 import synth
 import train_rm
-from data import LoadError, load_pairs, load_problems
+from data import LoadError, load_pairs, load_problems, seed_hash, split_by_problem
 from model import GenerationOutput, make_tiny_checkpoint
 from prompts import (DEGRADE_METHODS, OPTIMIZE_METHODS, ParsedRewrite, parse_judge, parse_rewrite,
                      parse_score)
@@ -226,12 +226,17 @@ def test_benchmark_pairs_rule():
             [p.meta for p in pairs if p.problem_id == "p"]
 
 
-def test_split_depends_only_on_the_problem():
+def test_split_depends_only_on_the_problems():
+    """synth splits every file over the problem file's ids: a problem lands on the same
+    side whatever records a file holds, in whatever order."""
     ids = [f"problem{i}" for i in range(400)]
-    val = {i for i in ids if synth.in_validation(i, 0.1, 7)}
-    assert 20 <= len(val) <= 60
-    assert {i for i in ids[:50] if synth.in_validation(i, 0.1, 7)} == val & set(ids[:50])
-    assert not any(synth.in_validation(i, 0.0, 7) for i in ids)
+    val = set(split_by_problem(ids, 0.1, 7, key=str)[1])
+    assert len(val) == 40
+    records = [{"problem_id": i, "k": k} for i in ids[:50] for k in range(3)][::-1]
+    _, val_records = split_by_problem(records, 0.1, 7, lambda r: r["problem_id"], problems=ids)
+    assert {r["problem_id"] for r in val_records} == val & set(ids[:50])
+    assert not split_by_problem(ids, 0.0, 7, key=str)[1]
+    assert set(split_by_problem(ids, 0.1, 8, key=str)[1]) != val      # seeded
 
 # ---------------------------------------------------------------- stage files
 
@@ -327,7 +332,8 @@ def test_od_stages_end_to_end(problems, tmp_path):
     # 7 problems with y; reverse_words lacks y+, count_vowels lacks y-: 5*3 + 1 + 1
     assert len(pairs) == 17
     assert {p.problem_id for p in train}.isdisjoint({p.problem_id for p in val})
-    assert all(synth.in_validation(p.problem_id, 0.3, 5) for p in val)
+    assert {p.problem_id for p in val} == \
+        set(split_by_problem([p.id for p in problems], 0.3, 5, key=str)[1]) & {p.problem_id for p in pairs}
     assert {p.pair_type for p in pairs if p.problem_id == "reverse_words"} == {"ori_deg"}
     strong = next(p for p in pairs if p.problem_id == "add" and p.pair_type == "opt_deg")
     assert strong.meta["rejected"]["methods_asked"] == ["logical_gap", "chaotic_order"]
@@ -361,7 +367,7 @@ PLAN = {("add", 0): (True, "SOUND"), ("add", 1): (False, "FLAWED"), ("add", 2): 
 
 def test_lcbrb_stages_end_to_end(problems, tmp_path):
     three = problems[:3]
-    seeds = {synth.item_seed(11, "samples", f"{pid}/{k}"): (pid, k) for pid, k in PLAN}
+    seeds = {seed_hash(11, "samples", f"{pid}/{k}"): (pid, k) for pid, k in PLAN}
 
     def policy(prompt, seed):
         pid, k = seeds[seed]
@@ -657,13 +663,12 @@ def test_grade_metrics_by_hand():
     assert train_rm.grade_metrics(torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.5]))["accuracy"] == 0.0
 
 
-def test_objective_switches_loss(monkeypatch):
+def test_objective_switches_loss():
     scores = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    pair_loss = train_rm.objective_loss(scores, [None, None])
+    pair_loss = train_rm.OBJECTIVES["bt"].loss(scores, [None, None])
     assert pair_loss.item() == pytest.approx(train_rm.bradley_terry_loss(scores[0], scores[1]).item())
-    monkeypatch.setattr(train_rm, "objective", "score")
     graded = [train_rm.Graded("x", "y", 1.0), train_rm.Graded("x", "z", 0.0)]
-    assert train_rm.objective_loss(scores[:1], graded).item() == pytest.approx(
+    assert train_rm.OBJECTIVES["score"].loss(scores[:1], graded).item() == pytest.approx(
         train_rm.grade_loss(scores[0], torch.tensor([1.0, 0.0])).item())
 
 

@@ -96,6 +96,10 @@ def test_toy_judge_on_the_papers_scale(tasks):
     every = tasks[0] + tasks[1]
     assert [toy.judge(t, "\n".join(t.flawed_steps), t.flawed_code) for t in every] == ["Yes"] * len(every)
     assert [toy.judge(t, "\n".join(t.steps), t.code) for t in every] == ["No"] * len(every)
+    # and code that ignores the reasoning, even where the wrong constant stands elsewhere in
+    # the right program (linear 10 * x + 11 with the wrong multiplier 11: 84 tasks)
+    assert [toy.judge(t, "\n".join(t.flawed_steps), t.code) for t in every] == ["None"] * len(every)
+    assert [toy.judge(t, "\n".join(t.steps), t.flawed_code) for t in every] == ["None"] * len(every)
 
 
 def test_warm_start_corpus_mixes_right_flawed_and_buggy(tasks):
@@ -168,20 +172,3 @@ def test_minimal_speedrun_builds_everything_and_reports(tmp_path):
     again = subprocess.run([sys.executable, "toy.py", f"--data_dir={out}/toy", *SMOKE_TOY],
                            cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0 and "built" not in again.stdout, again.stdout + again.stderr
-
-
-def test_toy_reward_model_is_trained_until_its_run_finished(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(toy.subprocess, "run", lambda cmd, **kw: calls.append(cmd[2:]))
-    best = str(tmp_path / "rm" / "best")
-    monkeypatch.setattr(toy, "TOY_RM", best)
-    toy.ensure_reward_model(str(tmp_path / "elsewhere"))      # not the toy model: left alone
-    toy.ensure_reward_model(best)                             # nothing there: a fresh run
-    os.makedirs(tmp_path / "rm" / "last")
-    os.makedirs(best)
-    toy.ensure_reward_model(best)                             # killed run: resumed, not used
-    (tmp_path / "rm" / "FINISHED").write_text("{}")
-    toy.ensure_reward_model(best)                             # finished: used as it is
-    assert calls == [[], ["--init_from=resume"]]
-    import train_rm
-    assert train_rm.FINISHED == "FINISHED"

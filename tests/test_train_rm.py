@@ -10,9 +10,10 @@ import torch
 import train_rm
 from configurator import configure
 from test_train_grpo import snapshot
-from data import Pair, load_pairs
+from data import Pair, load_pairs, problem_of, split_by_problem
+from model import warmup_lr
 from train_rm import (bradley_terry_loss, epoch_batches, evaluate_pairs, improves,
-                      pair_metrics, split_by_problem, training_split)
+                      pair_metrics, training_split)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "tests", "fixtures", "toy_pairs.jsonl")
@@ -66,13 +67,10 @@ def test_improves_prefers_accuracy_then_loss():
     assert not improves({"accuracy": 0.7, "loss": 0.1}, best)
 
 
-def test_lr_warms_up_linearly_then_stays(monkeypatch):
-    monkeypatch.setattr(train_rm, "learning_rate", 1e-6)
-    monkeypatch.setattr(train_rm, "warmup_steps", 4)
-    assert [train_rm.lr_at(s) for s in range(6)] == pytest.approx(
+def test_lr_warms_up_linearly_then_stays():
+    assert [warmup_lr(s, 1e-6, 4) for s in range(6)] == pytest.approx(
         [2.5e-7, 5e-7, 7.5e-7, 1e-6, 1e-6, 1e-6])
-    monkeypatch.setattr(train_rm, "warmup_steps", 0)
-    assert train_rm.lr_at(0) == 1e-6
+    assert warmup_lr(0, 1e-6, 0) == 1e-6
 
 # ---------------------------------------------------------------- splits and batches
 
@@ -88,16 +86,12 @@ def synthetic_pairs(n_problems=60):
     return pairs
 
 
-def problem_of(p):
-    return p.problem_id or p.prompt
-
-
 def test_split_by_problem_keeps_problems_apart():
     pairs = synthetic_pairs()
     train, val = split_by_problem(pairs, 0.1, seed=0)
     assert len(train) + len(val) == len(pairs)
     assert not {problem_of(p) for p in train} & {problem_of(p) for p in val}
-    assert 0.08 <= len(val) / len(pairs) <= 0.13  # whole problems of 1-3 pairs around 10%
+    assert 0.08 <= len(val) / len(pairs) <= 0.13  # 10% of the problems, of 1-3 pairs each
     assert any(p.problem_id == "" for p in val + train)
 
 
@@ -358,6 +352,19 @@ def test_a_save_killed_between_its_renames_resumes_from_the_newer_checkpoint(ref
 
 
 # ---------------------------------------------------------------- bad input
+
+
+def test_defaults_without_the_toy_world_say_to_run_toy_py(tmp_path):
+    """nanoGPT's prepare, then train: the defaults read data/toy/, which `python toy.py`
+    makes; without it the run stops at once with one line naming that command, and
+    writes nothing (out_dir is out/toy_rm under the empty working directory)."""
+    done = subprocess.run([sys.executable, os.path.join(REPO, "train_rm.py")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr[-3000:]
+    assert done.stderr.startswith("train_rm.py: error: ") and "python toy.py" in done.stderr
+    assert os.listdir(tmp_path) == []
 
 
 # case: (flags, the message's start, a phrase of its end); "{x}" are paths made below
