@@ -1,5 +1,7 @@
 """data.py: files -> records. Problem and preference-pair records and the loaders of
-public code datasets (the prompts and the response parser are prompts.py's).
+public code datasets (the prompts and the response parser are prompts.py's), and the two
+rules every script shares about records: seed_hash (each seed or hashed choice, from its
+parts) and split_by_problem (the one train/validation split).
 
 Everything here is plain Python and stdlib, so it runs the same on a laptop and on
 every rank of an 8-GPU job (no accelerator involved). Parquet needs pyarrow, which

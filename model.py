@@ -9,14 +9,19 @@ Plain functions over Hugging Face models (transformers 5.x, torch only):
   the last non-padding token (HF finds it with config.pad_token_id), so a reward
   model we save loads with plain `from_pretrained(dir, num_labels=1)`;
 - `token_logprobs` (GRPO ratios) and `reward_scores` take position ids from the
-  attention mask, so padding side and amount change nothing;
+  attention mask, so padding side and amount change nothing; token_logprobs applies the
+  LM head a chunk of positions at a time and never makes the [B, T, V] logits;
 - `generate` samples a left-padded batch with HF `generate`;
 - `wrap_fsdp` shards with FSDP2 (`fully_shard` per decoder layer, then the root);
+  `load_sharded` loads into the shards with one host copy per node (rank 0 reads, the
+  others build on the meta device and receive by broadcast); `in_turn` loads a full
+  model on one rank of the node at a time;
 - checkpoints are HF directories written atomically, finished by a COMPLETE marker; a
   save killed at any point leaves a complete checkpoint that `recover_checkpoint` puts
   back in place;
 - bad input a user can fix (a missing or empty model directory, an empty data file) is a
-  `SetupError` naming the path or flag; the scripts print it as one line and exit 1.
+  `SetupError` naming the path or flag; the scripts print it as one line and exit 1; a
+  missing default input names the command that makes it (MADE_BY: `python toy.py`, ...).
 
 Training scripts import this; run directly it only writes a tiny random checkpoint
 (byte-level tokenizer + 2-layer qwen2) for CPU experiments:
@@ -123,6 +128,13 @@ def default_dtype(device):
 
 
 # ---------------------------------------------------------------- bad input
+
+
+def device_gb(device):
+    """The memory of a CUDA device in GiB; 0 (unknown) for anything else."""
+    if torch.device(device).type != "cuda":
+        return 0.0
+    return torch.cuda.get_device_properties(device).total_memory / 2 ** 30
 
 
 def exit_on_setup_error():

@@ -11,7 +11,8 @@ The prompts carry every instruction of the paper's, in the project's own words: 
 prompt (reason in <think>, code in a python block inside <answer>; "How it is tested" is
 ours), the initial-reasoning prompt, the rewrite prompts with the five ways to degrade
 and the five to optimize, the judge prompt of LCB-RB and the score prompt of the
-score-based baseline. reward_model_text is what the reward model reads.
+score-based baseline. reward_model_text is what the reward model reads. run_responses is
+the one "parse, run, judge" path: Rf from the parser, Ro from the sandbox.
 """
 import re
 from dataclasses import dataclass

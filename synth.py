@@ -83,6 +83,7 @@ from typing import Callable
 import torch.distributed as dist
 from tqdm import tqdm
 
+import plan as planning
 import sandbox
 from configurator import configure
 from data import (BadRecord, LoadError, Pair, load_problems, read_rows, save_pairs, seed_hash,
@@ -90,7 +91,7 @@ from data import (BadRecord, LoadError, Pair, load_problems, read_rows, save_pai
 from prompts import (DEGRADE_METHODS, OPTIMIZE_METHODS, degrade_prompt, initial_reasoning_prompt,
                      judge_prompt, optimize_prompt, parse_judge, parse_response, parse_rewrite,
                      parse_score, rl_prompt, run_responses, score_prompt)
-from model import (apply_chat, barrier, exit_on_setup_error, generate, in_turn,
+from model import (apply_chat, barrier, device_gb, exit_on_setup_error, generate, in_turn,
                    init_distributed, load_policy, load_tokenizer)
 
 # ---------------------------------------------------------------- config
@@ -114,6 +115,9 @@ n_samples = 50  # sample: K per problem (paper: 50)
 sandbox_workers = 0  # sample: sandbox servers per rank; 0: the CPUs shared among local ranks
 skip_one_sided = False  # judge: leave unjudged the problems whose samples all pass or all fail
 score_rewrites = False  # score: grade the kept rewrites too, not only the initial reasonings
+plan = False  # print the GPU memory plan per rank (plan.py) and exit
+gpu_gb = 0.0  # GPU memory per rank for the plan (GiB); 0 = the device's own (none on a CPU)
+force_plan = False  # start even when the plan says the stage does not fit
 
 STAGES = ("reason", "rewrite", "pairs", "sample", "judge", "benchmark", "score")
 STAGE_DEFAULTS = {  # stage: (temperature, max_new_tokens)
@@ -657,7 +661,7 @@ if __name__ == "__main__":
         sys.exit(f"usage: python synth.py {{{','.join(STAGES)}}} [config.py] [--key=value ...]\n"
                  "see the docstring at the top of synth.py")
     stage = sys.argv[1]
-    configure(globals(), sys.argv[2:])
+    config = configure(globals(), sys.argv[2:])
     if not problems:
         sys.exit("synth.py: --problems=FILE is required")
     rank, world_size, device = init_ranks()
@@ -672,6 +676,14 @@ if __name__ == "__main__":
         if not run.generator:
             sys.exit(f"synth.py {stage}: --model=DIR is required")
         default_temperature, default_tokens = STAGE_DEFAULTS[stage]
+        # the memory plan (the whole generator on each rank), before any weight is read
+        memory = planning.synth_plan({**config, "max_new_tokens": default_tokens if max_new_tokens < 0
+                                      else max_new_tokens}, planning.model_shape(run.generator),
+                                     world_size, stage)
+        if plan:
+            print(planning.format_plan(memory, gpu_gb or device_gb(device)))
+            raise SystemExit(0)
+        planning.check_plan(memory, gpu_gb or device_gb(device), force_plan)
         run.complete = hf_completer(run.generator, device,
                                     default_temperature if temperature < 0 else temperature, top_p,
                                     default_tokens if max_new_tokens < 0 else max_new_tokens)

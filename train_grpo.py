@@ -68,11 +68,12 @@ from tqdm import tqdm
 from transformers.utils import logging as hf_logging
 
 import data
+import plan as planning
 import prompts
 import sandbox
 from configurator import configure
 from model import (SetupError, all_sum, append_metrics, apply_chat, barrier, check_data_file,
-                   check_model_dir, default_dtype, exit_on_setup_error, generate, init_distributed,
+                   check_model_dir, default_dtype, device_gb, exit_on_setup_error, generate, init_distributed,
                    in_turn, is_main, load_policy, load_reward_model, load_sharded, load_tokenizer,
                    load_training_state,
                    make_tiny_checkpoint, print0, read_extra, recover_checkpoint, reward_scores,
@@ -112,12 +113,16 @@ mini_batch_size = 0  # sequences per optimizer step over all ranks; 0 = the whol
 micro_batch_size = 16  # sequences per forward per rank (with micro_batch_tokens: at most; 0 = any)
 micro_batch_tokens = 0  # > 0: pack each forward up to this many padded tokens, longest first
 activation_checkpointing = False  # recompute each decoder layer in backward (7B: needed to fit)
+grad_sync_every_micro_batch = False  # FSDP: reduce-scatter each micro-batch; False holds the
+# whole model's unsharded fp32 gradient between them (4 bytes x N on every rank: 28 GiB at 7B)
 logprob_chunk = 1024  # token positions whose logits are made at once (model.token_logprobs)
 max_steps = 60  # paper: 1600
 eval_interval = 20  # steps between evaluations (and at the end); 0 = never
 eval_max_new_tokens = 0  # 0 = max_new_tokens
 eval_max_problems = 0  # evaluate on the first N held-out problems; 0 = all
 eval_batch_size = 256  # prompts per generate call in evaluation (bounds its KV cache)
+rollout_batch_size = 0  # sequences per generate call in a rollout; 0 = the rank's whole share
+keep_rollout_copy = True  # FSDP: keep the unsharded bf16 copy for generation between steps
 ckpt_interval = 20  # steps between checkpoints (and at the end)
 sandbox_workers = 0  # 0 = this machine's cores / ranks on it
 test_timeout = 6.0  # seconds per test
@@ -127,6 +132,9 @@ rm_placement = "gpu"  # gpu: a copy on each rank's device; cpu: kept in host RAM
 seed = 1337
 dtype = "auto"  # compute dtype: auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16
 log_file = "metrics.jsonl"
+plan = False  # print the GPU memory plan per rank (plan.py) and exit
+gpu_gb = 0.0  # GPU memory per rank for the plan (GiB); 0 = the device's own (none on a CPU)
+force_plan = False  # start even when the plan says the run does not fit
 
 LOSS_AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
 
@@ -604,6 +612,14 @@ if __name__ == "__main__":
         ref_dir = read_extra(load_dir)["config"]["init_from"] if resume else init_from
         check_model_dir(ref_dir, "the reference policy (the run's --init_from, for --kl_beta)")
 
+    # ------------------------------------------------ the memory plan, before any weight is read
+    memory = planning.grpo_plan(config, planning.model_shape(load_dir),
+                                planning.model_shape(rm_from) if rm_from else None, world_size)
+    if plan:
+        print0(planning.format_plan(memory, gpu_gb or device_gb(device)))
+        raise SystemExit(0)
+    planning.check_plan(memory, gpu_gb or device_gb(device), force_plan)
+
     # ------------------------------------------------ data
     tokenizer = load_tokenizer(load_dir)
     keep = [p for p in problems if len(tokenizer(prompt_text(tokenizer, p), add_special_tokens=False)
@@ -658,6 +674,7 @@ if __name__ == "__main__":
         gen_model = generation_model(policy, gen_model, device)
         log_eval(metrics_path, evaluate(gen_model, tokenizer, eval_problems, 0, rm, rm_tokenizer,
                                         device, rank, world_size))
+        gen_model = gen_model if keep_rollout_copy else None
     t_start = time.time()
     bar = tqdm(total=max_steps, initial=start_step, disable=not is_main(), dynamic_ncols=True)
     for step in range(start_step, max_steps):
@@ -670,7 +687,8 @@ if __name__ == "__main__":
         # -------- rollout: group_size samples of each problem; this rank's share
         gen_model = generation_model(policy, gen_model, device)
         probs, outs = rollout(gen_model, tokenizer, batch, group_size, step, max_new_tokens, False,
-                              device, rank, world_size)
+                              device, rank, world_size, rollout_batch_size)
+        gen_model = gen_model if keep_rollout_copy else None
         seqs = [(o.prompt_ids, o.response_ids) for o in outs]
         resp_len = torch.tensor([float(len(o.response_ids)) for o in outs], device=device)
         truncated = torch.tensor([float(o.truncated) for o in outs], device=device)
@@ -712,7 +730,8 @@ if __name__ == "__main__":
                 n_tok = all_sum((resp_len[rows] * keep_seq[rows]).sum()).clamp(min=1)
                 for j, mb in enumerate(mbs):
                     if world_size > 1:
-                        policy.set_requires_gradient_sync(j == len(mbs) - 1)  # once per mini-batch
+                        policy.set_requires_gradient_sync(grad_sync_every_micro_batch
+                                                          or j == len(mbs) - 1)
                     with autocast:
                         lp, ent, mask = response_logprobs(policy, [seqs[i] for i in mb], pad_id,
                                                           device, with_entropy=True)
@@ -750,6 +769,7 @@ if __name__ == "__main__":
             gen_model = generation_model(policy, gen_model, device)
             log_eval(metrics_path, evaluate(gen_model, tokenizer, eval_problems, done, rm,
                                             rm_tokenizer, device, rank, world_size))
+            gen_model = gen_model if keep_rollout_copy else None
         if done % ckpt_interval == 0 or done == max_steps:
             save_checkpoint(os.path.join(out_dir, "last"), policy, tokenizer,
                             extra={"config": config, "step": done}, optimizer=optimizer)

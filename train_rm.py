@@ -74,11 +74,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers.utils import logging as hf_logging
 
+import plan as planning
 from configurator import configure
 from data import BadRecord, LoadError, load_pairs, problem_of, read_rows, split_by_problem
 from prompts import reward_model_text
 from model import (SetupError, all_sum, append_metrics, barrier, check_data_file, check_model_dir,
-                   default_dtype, exit_on_setup_error, in_turn, init_distributed, is_main,
+                   default_dtype, device_gb, exit_on_setup_error, in_turn, init_distributed, is_main,
                    load_reward_model, load_sharded, load_tokenizer, load_training_state,
                    make_tiny_checkpoint, print0, recover_checkpoint, reward_scores,
                    save_checkpoint, trim_metrics, warmup_lr)
@@ -114,6 +115,11 @@ dtype = "auto"  # compute dtype: auto (bf16 on GPU, fp32 on CPU), float32 or bfl
 activation_checkpointing = False  # recompute activations in backward to fit long texts
 compile = False
 log_file = "metrics.jsonl"  # one JSON line per step and per validation, in out_dir
+grad_sync_every_micro_batch = False  # FSDP: reduce-scatter each micro-batch; False holds the
+# whole model's unsharded fp32 gradient between them (4 bytes x N on every rank: 26 GiB at 7B)
+plan = False  # print the GPU memory plan per rank (plan.py) and exit
+gpu_gb = 0.0  # GPU memory per rank for the plan (GiB); 0 = the device's own (none on a CPU)
+force_plan = False  # start even when the plan says the run does not fit
 
 FINISHED = "FINISHED"  # written into out_dir when training ends (best/ is then final)
 
@@ -458,6 +464,12 @@ if __name__ == "__main__":
                                  f"(--out_dir={out_dir}; nor an interrupted save's "
                                  f"{load_dir}.tmp or .old)")
             recover_checkpoint(os.path.join(out_dir, "best"))  # it may have been mid-save too
+        # the memory plan of training (the one phase that can run out), before any weight
+        memory = planning.rm_plan(config, planning.model_shape(load_dir), world_size)
+        if plan:
+            print0(planning.format_plan(memory, gpu_gb or device_gb(device)))
+            raise SystemExit(0)
+        planning.check_plan(memory, gpu_gb or device_gb(device), force_plan)
         tokenizer = load_tokenizer(load_dir)
         mixed = compute_dtype != torch.float32
         if world_size > 1:   # rank 0 reads the checkpoint, the others get shards by broadcast
@@ -534,7 +546,8 @@ if __name__ == "__main__":
             for start in range(0, per_rank, micro_batch_size):
                 micro = [train_items[i] for i in mine[start:start + micro_batch_size]]
                 if world_size > 1:  # reduce gradients once per step, after the last micro-batch
-                    model.set_requires_gradient_sync(start + micro_batch_size >= per_rank)
+                    model.set_requires_gradient_sync(grad_sync_every_micro_batch or
+                                                     start + micro_batch_size >= per_rank)
                 with autocast:
                     micro_scores = score_items(model, tokenizer, micro, device, max_length)
                 loss = spec.loss(micro_scores, micro)

@@ -21,9 +21,16 @@ clip_ratio_c = 3.0  # dual-clip, VeRL's default (the paper trained with VeRL and
 loss_agg = "token_mean"
 kl_beta = 0.0
 ppo_epochs = 1
-micro_batch_size = 4
 rm_max_length = 4096
 rm_batch_size = 8
+# Memory (python plan.py; train_grpo.py ... --plan=True): what makes this fit 8 x 80 GB.
+activation_checkpointing = True  # a 6k-token sequence would otherwise keep ~39 GiB of activations
+micro_batch_tokens = 8192  # padded tokens per forward, packed longest first
+micro_batch_size = 0  # no cap on sequences per forward beyond the token budget
+grad_sync_every_micro_batch = True  # else the unsharded fp32 gradient: 28 GiB per rank
+logprob_chunk = 1024  # positions of [., V=152k] logits made at once
+eval_batch_size = 32  # prompts per generate call in evaluation
+rm_placement = "gpu"  # "cpu" frees 13 GiB per rank between scorings (host RAM: 8 x 13 GiB)
 max_steps = 1600
 eval_interval = 50
 ckpt_interval = 100

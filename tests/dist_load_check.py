@@ -4,7 +4,7 @@ Low-memory sharded loading (model.load_sharded), run by tests/test_model.py unde
 checkpoint (199 MB in fp32) the test writes first; both ranks load it sharded, and each measures its
 peak resident memory (ru_maxrss) before and after. Rank 1 must stay well below one fp32
 copy of the model (it holds its shard and one tensor at a time), rank 0 must show one
-(so the measure sees a load).
+(so the measure sees a load). And model.in_turn runs its loads one rank at a time.
 Then the sharded model must compute what the plain one does (log-probs; buffers outside
 the state dict, generation config). Argument: a scratch directory. Prints LOAD_OK rank r.
 """
@@ -12,6 +12,7 @@ the state dict, generation config). Argument: a scratch directory. Prints LOAD_O
 import os
 import resource
 import sys
+import time
 
 import torch
 
@@ -51,6 +52,12 @@ def main(scratch):
     for (name, a), (_, b) in zip(sharded.named_buffers(), plain.named_buffers()):
         assert torch.equal(a, b), name
     assert sharded.generation_config.to_dict() == plain.generation_config.to_dict()
+    # in_turn: the ranks of a node load one after another, never two at once
+    spans = M.in_turn(lambda: (time.time(), time.sleep(0.3), time.time()))
+    both = [None, None]
+    torch.distributed.all_gather_object(both, (spans[0], spans[2]))
+    (s0, e0), (s1, e1) = both
+    assert e0 <= s1 or e1 <= s0, both
     print(f"LOAD_OK rank {rank}", flush=True)
     torch.distributed.destroy_process_group()
 

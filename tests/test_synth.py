@@ -721,3 +721,16 @@ def test_a_missing_model_dir_is_one_line(tmp_path):
     last = synth_fails_cleanly("reason", f"--problems={problems}", f"--out_dir={tmp_path / 'out'}",
                                f"--model={tmp_path / 'no-model'}")
     assert last.startswith("synth.py: error: ") and str(tmp_path / "no-model") in last, last
+
+
+def test_memory_plan_prints_and_refuses(tmp_path):
+    model = make_tiny_checkpoint(str(tmp_path / "gen"))
+    run = lambda *flags: subprocess.run(
+        [sys.executable, "synth.py", "reason", f"--model={model}", f"--out_dir={tmp_path / 'out'}",
+         "--problems=tests/fixtures/toy_problems.jsonl", *flags],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    shown = run("--plan=True", "--gpu_gb=80.0")
+    assert shown.returncode == 0 and "memory plan per rank: synth reason" in shown.stdout, shown.stderr
+    refused = run("--gpu_gb=0.001")
+    assert refused.returncode == 1 and "over the 0.001 GiB given" in refused.stderr
+    assert not os.path.exists(tmp_path / "out" / "reasoning.jsonl")

@@ -311,6 +311,30 @@ def test_passing_code_without_reasoning_gets_rt_zero_not_nan(monkeypatch):
                                        "outcome")).all()
 
 
+def test_reward_model_on_cpu_moves_in_only_to_score(monkeypatch):
+    """rm_placement=cpu: the reward model is on the device while it scores, and only then."""
+    import train_grpo
+    moves = []
+
+    class FakeRM:
+        def to(self, where):
+            moves.append(str(where))
+            return self
+    monkeypatch.setattr(train_grpo, "reward_scores",
+                        lambda rm, tok, texts, device, **k: moves.append("score") or torch.ones(len(texts)))
+    monkeypatch.setattr(train_grpo, "rm_placement", "cpu")
+    problem = data.load_problems(FIXTURE)[0]
+    parsed = [prompts.parse_response(GOOD)] * 2
+    think = think_scores(FakeRM(), None, [problem] * 2, parsed, torch.tensor([True, False]), "cuda:3")
+    assert moves == ["cuda:3", "score", "cpu"] and think[0] == torch.sigmoid(torch.tensor(1.0))
+    moves.clear()
+    think_scores(FakeRM(), None, [problem] * 2, parsed, torch.tensor([False, False]), "cuda:3")
+    assert moves == []                                    # nothing to score: it stays put
+    monkeypatch.setattr(train_grpo, "rm_placement", "gpu")
+    think_scores(FakeRM(), None, [problem] * 2, parsed, torch.tensor([True, True]), "cuda:3")
+    assert moves == ["score"]
+
+
 def test_step_problems_cover_each_epoch_once():
     seen = [i for s in range(4) for i in step_problems(10, s, 5, seed=3)]
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
@@ -619,3 +643,21 @@ def test_missing_default_inputs_name_the_command_that_makes_them(tmp_path):
     assert "python train_rm.py" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "out" / "toy_pgrpo")
     assert not any("import toy" in line for line in open(script))
+
+
+def test_memory_plan_prints_refuses_and_can_be_forced(tiny_policy, tmp_path):
+    """--plan prints the per-rank plan and exits; a plan over --gpu_gb stops the run before
+    any weight is read or anything written; --force_plan starts it anyway."""
+    out = str(tmp_path / "run")
+    args = lambda **kw: grpo_args(tiny_policy, out, str(tmp_path / "rm"), max_steps=1,
+                                  reward_mode="outcome", rm_from="", **kw)
+    shown = torchrun(1, args(plan=True, gpu_gb=80.0))
+    assert "memory plan per rank" in shown and "fits" in shown and "update" in shown
+    assert not os.path.exists(out)
+    r = subprocess.run([sys.executable] + args(gpu_gb=0.001), cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and "over the 0.001 GiB given" in r.stderr, r.stderr
+    assert "memory plan per rank" in r.stderr and "--force_plan=True" in r.stderr
+    assert not os.path.exists(out)
+    torchrun(1, args(gpu_gb=0.001, force_plan=True))
+    assert len(metrics(out)) == 1

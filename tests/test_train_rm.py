@@ -404,3 +404,15 @@ def test_bad_input_stops_with_one_line_and_touches_nothing(case, tiny, tmp_path)
     assert last.startswith("train_rm.py: error: " + start.format(**paths)), last
     assert phrase.format(**paths) in last, last
     assert snapshot(tmp_path) == before
+
+
+def test_memory_plan_prints_and_refuses(tmp_path):
+    run = lambda *flags: subprocess.run(
+        [sys.executable, os.path.join(REPO, "train_rm.py"), "config/rm_cpu.py",
+         f"--init_from={tmp_path / 'base'}", f"--out_dir={tmp_path / 'out'}", *flags],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    shown = run("--plan=True", "--gpu_gb=80.0")
+    assert shown.returncode == 0 and "memory plan per rank: train_rm" in shown.stdout, shown.stderr
+    refused = run("--gpu_gb=0.001")
+    assert refused.returncode == 1 and "over the 0.001 GiB given" in refused.stderr
+    assert not os.path.exists(tmp_path / "out")
