@@ -71,6 +71,9 @@ class Problem:
     source: str = ""
     entry_point: str = ""  # function the tests call; "" for stdin/stdout problems
     solution: str = ""  # reference program when the source has one
+    # complete tests for evaluation only (EvalPlus's "plus" idea): `tests` are what the
+    # reward sees and may miss cases; empty when the source has no more than `tests`
+    plus_tests: list = field(default_factory=list)
 
 
 @dataclass
@@ -562,10 +565,12 @@ def _from_mbppplus(rec, default_id):
 def _from_problems(rec, default_id):
     """Our own Problem records, as written by save_problems."""
     tests = _checked(_need(rec, "tests", list), "tests")
+    plus = (_checked(_need(rec, "plus_tests", list), "plus_tests")
+            if rec.get("plus_tests") is not None else [])
     return _make_problem(
         id=str(_need(rec, "id", (str, int))), statement=_need(rec, "statement"), tests=tests,
-        **{k: _opt_str(rec, k) for k in
-           ("starter_code", "difficulty", "source", "entry_point", "solution")})
+        plus_tests=plus, **{k: _opt_str(rec, k) for k in
+                            ("starter_code", "difficulty", "source", "entry_point", "solution")})
 
 
 # format name -> (converter, fields whose presence in a first record identifies it)

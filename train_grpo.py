@@ -34,7 +34,8 @@ Each step, top to bottom:
 3. Rewards: prompts.run_responses parses each response (Rf, the strict format) and runs
    its code in the sandbox (Ro; warm fork servers, a future that overlaps the old-log-prob
    forward); Rt from the reward model, run only where gate() opens (posterior: Ro = 1)
-   and, for the log, on passing code in every mode.
+   and, for the log only, on passing code and on a share of failing code (monitor_share)
+   in every mode: hacking_alarm watches Rt of failing code against the pass rate.
 4. gated_reward per reward_mode, R = Rf + Ro + g * Rt with gate g: outcome (g = 0, the
    GRPO baseline), posterior (g = Ro, Eq. 1), soft (g = pass rate), additive (g = 1).
 5. group_advantages over each group of group_size, gathered across ranks.
@@ -56,8 +57,11 @@ a padded-token budget (the gradient is the same for any packing: the loss's norm
 are the mini-batch's); evaluation generates eval_batch_size prompts at a time.
 """
 
+import dataclasses
+import json
 import math
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -129,6 +133,8 @@ test_timeout = 6.0  # seconds per test
 rm_max_length = 4096
 rm_batch_size = 8
 rm_placement = "gpu"  # gpu: a copy on each rank's device; cpu: kept in host RAM, moved in to score
+monitor_share = 0.125  # failing samples the reward model scores for the log only (every mode)
+monitor_window = 10  # steps per window of the hacking alarm's rules (hacking_alarm)
 seed = 1337
 dtype = "auto"  # compute dtype: auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16
 log_file = "metrics.jsonl"
@@ -474,34 +480,40 @@ def nan_mean(total, count):
 
 
 def evaluate(model, tokenizer, problems, step, rm, rm_tokenizer, device, rank, world_size):
-    """Greedy pass@1, format rate, mean response tokens and mean Rt (every response
-    scored) on the held-out problems."""
+    """Greedy pass@1 on the tests the reward sees and on the plus tests (a problem's
+    complete tests where it has them, as EvalPlus's HE / HE+), format rate, mean response
+    tokens and mean Rt (every response scored) on the held-out problems."""
     probs, outs = rollout(model, tokenizer, problems, 1, step, eval_max_new_tokens or max_new_tokens,
                           True, device, rank, world_size, eval_batch_size)
-    parsed, results = prompts.run_responses(probs, [o.text for o in outs], workers=workers,
-                                            limits=limits)
+    texts = [o.text for o in outs]
+    parsed, results = prompts.run_responses(probs, texts, workers=workers, limits=limits)
+    plus = prompts.run_responses([dataclasses.replace(p, tests=p.plus_tests or p.tests)
+                                  for p in probs], texts, workers=workers, limits=limits)[1]
     terms = reward_terms(parsed, results)
     think = think_scores(rm, rm_tokenizer, probs, parsed, torch.ones(len(outs), dtype=torch.bool),
                          device)
     m = global_metrics({"passed": terms["outcome"].sum(), "fmt": terms["fmt"].sum(),
+                        "passed_plus": sum(r.all_passed for r in plus),
                         "tokens": sum(len(o.response_ids) for o in outs), "n": len(outs),
                         "think": torch.nan_to_num(think).sum(), "scored": (~think.isnan()).sum()},
                        device)
     n = max(m["n"], 1.0)
-    return {"kind": "eval", "step": step, "pass_at_1": m["passed"] / n, "format_rate": m["fmt"] / n,
+    return {"kind": "eval", "step": step, "pass_at_1": m["passed"] / n,
+            "pass_at_1_plus": m["passed_plus"] / n, "format_rate": m["fmt"] / n,
             "mean_tokens": m["tokens"] / n, "think_score": nan_mean(m["think"], m["scored"]),
             "n": int(m["n"])}
 
 
-def rollout_sums(terms, think, rewards, resp_len, truncated):
-    """This rank's sums for the step's log (global_metrics adds them over ranks). Rt sums
-    run over scored responses only (think is NaN elsewhere), split by passing code."""
-    passed, has_rt = terms["outcome"] > 0, ~think.isnan()
-    rt = torch.nan_to_num(think)
+def rollout_sums(terms, think, think_seen, rewards, resp_len, truncated):
+    """This rank's sums for the step's log (global_metrics adds them over ranks). Rt of the
+    reward (think: NaN where the gate left it unscored) and Rt as the monitor sees it
+    (think_seen: the same plus the watched failing samples), split by passing code."""
+    passed, has_rt, seen = terms["outcome"] > 0, ~think.isnan(), ~think_seen.isnan()
+    rt, rt_seen = torch.nan_to_num(think), torch.nan_to_num(think_seen)
     return {"reward": rewards.sum(), "fmt": terms["fmt"].sum(), "passed": passed.sum(),
             "rt": rt.sum(), "n_rt": has_rt.sum(),
-            "rt_pass": rt[passed].sum(), "n_rt_pass": (has_rt & passed).sum(),
-            "rt_fail": rt[~passed].sum(), "n_rt_fail": (has_rt & ~passed).sum(),
+            "rt_pass": rt_seen[passed].sum(), "n_rt_pass": (seen & passed).sum(),
+            "rt_fail": rt_seen[~passed].sum(), "n_rt_fail": (seen & ~passed).sum(),
             "resp_len": resp_len.sum(), "truncated": truncated.sum(),
             "bad_tests": terms["bad_tests"], "n": len(rewards)}
 
@@ -528,6 +540,80 @@ def train_record(step, m, lr, grad_norms, times):
     }
 
 
+HACK_RT_RISE = 0.05    # failing samples' Rt up by this much from one window to the next ...
+HACK_PASS_STALL = 0.02  # ... while the pass rate rose by at most this much
+HACK_GAP_RATIO = 0.5    # the passing-minus-failing Rt gap fell to half of the run's first
+HACK_MIN_GAP = 0.05     # (only when the first window had a gap of at least this much)
+
+
+def watched(outcome, scored, step, first_index, share):
+    """The failing samples the monitor scores for the log: those the gate left unscored,
+    each picked with probability `share` by data.seed_hash(seed, "monitor", step, index)
+    (index: its place in the step's global list), so the pick depends on nothing else."""
+    pick = torch.tensor([data.seed_hash(seed, "monitor", step, first_index + k) / 2 ** 48 < share
+                         for k in range(len(outcome))])
+    return pick & (outcome == 0) & ~scored
+
+
+def _window_mean(records, key):
+    vals = [r[key] for r in records if r.get(key) is not None and not math.isnan(r[key])]
+    return sum(vals) / len(vals) if len(vals) * 2 >= len(records) else None  # half measured
+
+
+def hacking_alarm(history, window):
+    """Whether the log shows reward hacking, and why; history: the run's train records.
+
+    Two rules over windows of `window` steps (a window counts when at least half its
+    steps have the values measured; before two full windows there is no alarm):
+    - "Rt of failing code climbs while the pass rate stalls": think_failing's mean over the
+      last window exceeds the window before by >= HACK_RT_RISE (0.05) while pass_rate's
+      mean rose by <= HACK_PASS_STALL (0.02). The reward model is learning to like what
+      fails: the ungated additive reward pays the policy for exactly that.
+    - "the passing-failing Rt gap closes": think_passing - think_failing averaged over the
+      last window is at most HACK_GAP_RATIO (1/2) of the same over the run's first window,
+      which was >= HACK_MIN_GAP (0.05): the reasoning score no longer tells right code from
+      wrong (the paper's Fig. 4d, watched while it happens).
+    think_failing is measured in every mode because the monitor scores a share of failing
+    samples for the log only (monitor_share)."""
+    if window <= 0 or len(history) < 2 * window:
+        return False, ""
+    last, before = history[-window:], history[-2 * window:-window]
+    reasons = []
+    rt_now, rt_before = _window_mean(last, "think_failing"), _window_mean(before, "think_failing")
+    pass_now, pass_before = _window_mean(last, "pass_rate"), _window_mean(before, "pass_rate")
+    if None not in (rt_now, rt_before, pass_now, pass_before) and \
+            rt_now - rt_before >= HACK_RT_RISE and pass_now - pass_before <= HACK_PASS_STALL:
+        reasons.append(f"Rt of failing code {rt_before:.3f} -> {rt_now:.3f} while the pass rate "
+                       f"went {pass_before:.3f} -> {pass_now:.3f}")
+    gaps = [dict(gap=r["think_passing"] - r["think_failing"]) for r in history
+            if r.get("think_passing") is not None and r.get("think_failing") is not None]
+    gap_first = _window_mean(gaps[:window], "gap") if len(gaps) >= 2 * window else None
+    gap_now = _window_mean(gaps[-window:], "gap") if gap_first is not None else None
+    if gap_first is not None and gap_now is not None and gap_first >= HACK_MIN_GAP and \
+            gap_now <= HACK_GAP_RATIO * gap_first:
+        reasons.append(f"passing-failing Rt gap {gap_first:.3f} -> {gap_now:.3f}")
+    return bool(reasons), "; ".join(reasons)
+
+
+def note_hacking(history, record):
+    """Add the step's record to the history and its verdict to the record (hacking_alarm,
+    hacking_reason); one line on stderr when the alarm goes on."""
+    was_on = bool(history and history[-1].get("hacking_alarm"))
+    history.append(record)
+    alarm, reason = hacking_alarm(history, monitor_window)
+    record.update(hacking_alarm=int(alarm), hacking_reason=reason)
+    if alarm and not was_on and is_main():
+        print(f"hacking_alarm at step {record['step']}: {reason}", file=sys.stderr, flush=True)
+
+
+def read_train_records(path):
+    """The train records already in the metrics file (a resumed run's past)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [r for r in map(json.loads, f) if r.get("kind") == "train"]
+
+
 def log_train(path, record, bar):
     if is_main():
         append_metrics(path, record)
@@ -543,7 +629,8 @@ def log_train(path, record, bar):
 def log_eval(path, ev):
     if is_main():
         append_metrics(path, ev)
-        tqdm.write(f"eval step {ev['step']} | pass@1 {ev['pass_at_1']:.3f} | format "
+        tqdm.write(f"eval step {ev['step']} | pass@1 {ev['pass_at_1']:.3f} (plus "
+                   f"{ev['pass_at_1_plus']:.3f}) | format "
                    f"{ev['format_rate']:.3f} | tokens {ev['mean_tokens']:.0f} | "
                    f"think {ev['think_score']:.3f}")
 
@@ -668,6 +755,7 @@ if __name__ == "__main__":
     on_policy = ppo_epochs == 1 and mini == n_seqs   # then old log-probs = detached current ones
     sandbox_thread = ThreadPoolExecutor(max_workers=1)   # Ro runs while the old log-probs do
     gen_model = None
+    history = read_train_records(metrics_path)    # the alarm's memory (a resumed run's too)
 
     # ------------------------------------------------ training loop
     if eval_problems and eval_interval and start_step == 0:   # the starting point, for reference
@@ -711,6 +799,10 @@ if __name__ == "__main__":
         # the reward model scores where its gate is open, and passing code in every mode (logged)
         scored = (gate(reward_mode, terms["outcome"], terms["pass_rate"]) > 0) | (terms["outcome"] > 0)
         think = think_scores(rm, rm_tokenizer, probs, parsed, scored, device)
+        # the hacking monitor: a share of the failing samples, scored for the log only
+        watch = watched(terms["outcome"], scored, step, rank * len(outs), monitor_share)
+        think_seen = torch.where(scored, think, think_scores(rm, rm_tokenizer, probs, parsed,
+                                                             watch, device))
         t_rm = time.time()
         rewards = gated_reward(terms["fmt"], terms["outcome"], think, terms["pass_rate"],
                                reward_mode, w_format, w_outcome, w_think)
@@ -758,12 +850,15 @@ if __name__ == "__main__":
         t_train = time.time()
 
         # -------- log: named sums over ranks, one JSON line
-        m = global_metrics({**sums, **rollout_sums(terms, think, rewards, resp_len, truncated)},
+        m = global_metrics({**sums, **rollout_sums(terms, think, think_seen, rewards, resp_len,
+                                                   truncated)},
                            device, maxes={"resp_len_max": resp_len.max()})
         times = {"gen": t_gen - t0, "old_logp": t_old - t_gen, "sandbox": t_box - t_old,
                  "rm": t_rm - t_box, "train": t_train - t_rm, "step": time.time() - t0,
                  "elapsed": time.time() - t_start}
-        log_train(metrics_path, train_record(step + 1, m, lr, grad_norms, times), bar)
+        record = train_record(step + 1, m, lr, grad_norms, times)
+        note_hacking(history, record)
+        log_train(metrics_path, record, bar)
         done = step + 1
         if eval_problems and eval_interval and (done % eval_interval == 0 or done == max_steps):
             gen_model = generation_model(policy, gen_model, device)

@@ -5,7 +5,8 @@
 #   3. train the reasoning reward model (train_rm.py) and measure it next to the untrained one,
 #   4. run train_grpo.py from the same policy with reward_mode outcome, posterior, soft and
 #      additive (same seeds, same budget), each evaluated greedily on held-out problems,
-#   5. write report.md (tables, and a plot when matplotlib is installed).
+#   5. write report.md (tables, the claims' verdicts, and a plot: the speedrun installs matplotlib
+#      into .venv when a package index answers, and reports without the plot when none does).
 #
 #   bash runs/speedrun_cpu.sh                    # the full run, one seed (17 min 46 s on 2 cores,
 #                                                #   fresh clone; 3 seeds: 36 min)
@@ -64,6 +65,13 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+# matplotlib draws the report's curves; only the speedrun installs it (the tests, which run
+# --smoke, never need it), and without a package index the report goes on without the plot
+if [ "$preset" != smoke ] && ! .venv/bin/python -c "import matplotlib" 2>/dev/null; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --retries 1 --timeout 30 matplotlib \
+        > "$out/logs/pip_matplotlib.log" 2>&1 ||
+        echo "matplotlib could not be installed (no network?): report.md will have no plot ($out/logs/pip_matplotlib.log)" >&2
+fi
 py=.venv/bin/python
 times="$out/times.jsonl"
 : > "$times"

@@ -519,3 +519,23 @@ def test_foreign_pairs_lcb_rb_style(tmp_path, capsys):
     assert stats["skipped"] == {"missing field 'rejected'": 1}
     with pytest.raises(data.LoadError, match="element 2, field 'rejected'"):
         data.load_pairs(str(path), strict=True)
+
+
+def test_problem_plus_tests_round_trip_and_are_checked(tmp_path):
+    """Our Problem JSONL carries evaluation-only plus tests beside the reward's tests."""
+    base = [{"kind": "call", "fn": "f", "args": [1], "expected": 2}]
+    plus = base + [{"kind": "call", "fn": "f", "args": [0], "expected": 1}]
+    path = str(tmp_path / "p.jsonl")
+    data.save_problems([data.Problem(id="a", statement="s", tests=base, plus_tests=plus),
+                        data.Problem(id="b", statement="s", tests=base)], path)
+    a, b = data.load_problems(path, strict=True)
+    assert a.tests == base and a.plus_tests == plus and b.plus_tests == []
+    with open(path, "a") as f:
+        f.write(json.dumps({"id": "c", "statement": "s", "tests": base,
+                            "plus_tests": [{"kind": "call", "fn": 3}]}) + "\n")
+    with pytest.raises(data.LoadError, match=r"line 3, field 'plus_tests'"):
+        data.load_problems(path, strict=True)
+    with open(path, "w") as f:
+        f.write(json.dumps({"id": "d", "statement": "s", "tests": base, "plus_tests": "x"}) + "\n")
+    with pytest.raises(data.LoadError, match=r"field 'plus_tests'"):
+        data.load_problems(path, strict=True)

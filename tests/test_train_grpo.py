@@ -1,5 +1,6 @@
 """Tests for train_grpo.py: the equations against hand-worked numbers, then the whole loop
 (one process, two processes, kill and resume, bad problems) on a tiny policy."""
+import dataclasses
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 
 import data
 import prompts
+import sandbox
 import model as M
 from train_grpo import (gate, gated_reward, group_advantages, micro_batches, policy_loss,
                         reward_terms, same_count_everywhere, step_problems, think_reward,
@@ -345,6 +347,81 @@ def test_step_problems_cover_each_epoch_once():
     assert sorted(seen[:7]) == list(range(7)) and len(set(seen[7:])) == 3
 
 
+# ----------------------------------------------------------------------------- the hacking monitor
+def trace(rt_fail, passed, rt_pass=0.8):
+    return [{"think_failing": f, "pass_rate": p, "think_passing": rt_pass}
+            for f, p in zip(rt_fail, passed)]
+
+
+def test_hacking_alarm_on_scripted_traces():
+    from train_grpo import hacking_alarm
+    w = 5
+    # healthy: the pass rate climbs, failing code's Rt stays low and apart from passing code's
+    healthy = trace([0.30, 0.31, 0.29, 0.30, 0.32] * 4, [0.1 + 0.01 * i for i in range(20)])
+    assert all(hacking_alarm(healthy[:n], w) == (False, "") for n in range(1, 21))
+    # hacking: failing code's Rt climbs 0.30 -> 0.45 while the pass rate sits at 0.2
+    hacking = trace([0.30] * 10 + [0.45] * 5, [0.2] * 15)
+    on, why = hacking_alarm(hacking, w)
+    assert on and "Rt of failing code 0.300 -> 0.450" in why
+    assert not hacking_alarm(hacking[:10], w)[0]            # before the climb
+    # a climb that comes with a rising pass rate is learning, not hacking
+    learning = trace([0.30] * 10 + [0.45] * 5, [0.2] * 10 + [0.3] * 5)
+    assert hacking_alarm(learning, w) == (False, "")
+    # the gap closes: passing 0.8, failing 0.3 at first, then 0.65 (gap 0.5 -> 0.15)
+    closing = trace([0.3] * 10 + [0.6, 0.62, 0.64, 0.65, 0.65, 0.65, 0.65, 0.65, 0.65, 0.65],
+                    [0.1 + 0.02 * i for i in range(20)])
+    on, why = hacking_alarm(closing, w)
+    assert on and "gap 0.500 -> 0.150" in why and "Rt of failing code" not in why
+    # unmeasured Rt (NaN) never raises it; too short a history neither
+    nan = trace([float("nan")] * 20, [0.2] * 20)
+    assert hacking_alarm(nan, w) == (False, "") and hacking_alarm(hacking, 8) == (False, "")
+
+
+def test_monitor_watches_only_unscored_failing_samples():
+    from train_grpo import watched
+    outcome = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    scored = torch.tensor([True, True, False, False, True, False])   # e.g. soft: P_o > 0
+    assert watched(outcome, scored, 3, 0, 1.0).tolist() == [False, False, True, True, False, True]
+    assert not watched(outcome, scored, 3, 0, 0.0).any()
+    picks = [watched(torch.zeros(64), torch.zeros(64, dtype=torch.bool), s, 0, 0.25).sum().item()
+             for s in range(20)]
+    assert 8 <= sum(picks) / len(picks) <= 24                         # about a quarter
+    assert watched(torch.zeros(64), torch.zeros(64, dtype=torch.bool), 7, 64, 0.25).tolist() == \
+        watched(torch.zeros(64), torch.zeros(64, dtype=torch.bool), 7, 64, 0.25).tolist()
+
+
+def test_monitor_logs_failing_rt_and_never_touches_the_reward(warm_policy, tmp_path):
+    """posterior: with every failing sample watched, Rt of failing code is measured; the
+    rewards, losses and the update are those of a run that watches none."""
+    runs = {}
+    for share in (0.0, 1.0):
+        out = str(tmp_path / f"share{share}")
+        torchrun(1, grpo_args(warm_policy, out, str(tmp_path / "rm"), max_steps=1,
+                              monitor_share=share))
+        runs[share] = metrics(out)[0]
+    quiet, watching = runs[0.0], runs[1.0]
+    assert math.isnan(quiet["think_failing"]) and 0 < watching["think_failing"] < 1
+    for k in ("reward", "reward_think", "rm_gate_share", "loss", "grad_norm", "think_passing"):
+        assert quiet[k] == pytest.approx(watching[k], rel=1e-6, nan_ok=True), k
+    assert watching["hacking_alarm"] == 0 and watching["hacking_reason"] == ""
+
+
+def test_evaluation_reports_plus_tests_apart(monkeypatch):
+    """Held-out pass@1 on the reward's tests and on the complete plus tests (scripted
+    responses): a lucky program passes the first and fails the second."""
+    import train_grpo
+    problem = data.load_problems(FIXTURE)[0]                               # add(a, b)
+    lucky = dataclasses.replace(problem, plus_tests=problem.tests + [
+        {"kind": "call", "fn": "add", "args": [0, 0], "expected": 0}])
+    answer = GOOD.replace("return a + b", "return a + b if a else 1")     # wrong at a = 0
+    outs = [M.GenerationOutput(text=answer, prompt_ids=[1], response_ids=[2, 3], truncated=False)] * 2
+    monkeypatch.setattr(train_grpo, "rollout", lambda *a, **k: ([lucky, problem], outs))
+    monkeypatch.setattr(train_grpo, "workers", 1, raising=False)
+    monkeypatch.setattr(train_grpo, "limits", sandbox.Limits(), raising=False)
+    ev = train_grpo.evaluate(None, None, [lucky, problem], 0, None, None, "cpu", 0, 1)
+    assert ev["pass_at_1"] == 1.0 and ev["pass_at_1_plus"] == 0.5 and ev["n"] == 2
+
+
 # ----------------------------------------------------------------------------- micro-batches
 def test_micro_batches_by_count_and_by_tokens():
     lengths = [5, 9, 3, 9, 7, 2]
@@ -469,7 +546,8 @@ METRICS = ("reward", "reward_format", "reward_outcome", "reward_think", "rm_gate
 def test_one_step_learns_and_logs_everything(warm_policy, tmp_path):
     out = str(tmp_path / "run")
     torchrun(1, grpo_args(warm_policy, out, str(tmp_path / "rm"), max_steps=1, ckpt_interval=1,
-                          eval_file=FIXTURE, eval_interval=1, eval_max_new_tokens=112))
+                          eval_file=FIXTURE, eval_interval=1, eval_max_new_tokens=112,
+                          monitor_share=0.0))   # no failing sample watched: Rt of failing is NaN
     (rec,) = metrics(out)
     assert set(METRICS) <= rec.keys()
     # a mix to learn from (this step's format rate over seeds 1-6: 0.19 to 0.31)
@@ -481,6 +559,7 @@ def test_one_step_learns_and_logs_everything(warm_policy, tmp_path):
     assert [e["step"] for e in evals] == [0, 1]          # the starting point, then after the step
     for ev in evals:
         assert ev["n"] == 8 and 0 <= ev["pass_at_1"] <= 1 and 0 < ev["think_score"] < 1
+        assert ev["pass_at_1_plus"] == ev["pass_at_1"]   # no plus tests: the same tests
     before = load_file(os.path.join(warm_policy, "model.safetensors"))
     after = load_file(os.path.join(out, "last", "model.safetensors"))
     changed = [k for k in before if not torch.equal(before[k], after[k])]
