@@ -572,7 +572,10 @@ def test_one_step_learns_and_logs_everything(warm_policy, tmp_path):
     {},
     # packed by tokens (ranks then split micro-batches to run as many forwards) and
     # recomputing every layer in backward: the same gradients
-    {"micro_batch_tokens": 300, "micro_batch_size": 0, "activation_checkpointing": True}])
+    {"micro_batch_tokens": 300, "micro_batch_size": 0, "activation_checkpointing": True,
+     # and the settings for small GPUs: reduce-scatter each micro-batch, no kept rollout
+     # copy, rollouts in generate calls of 3
+     "grad_sync_every_micro_batch": True, "keep_rollout_copy": False, "rollout_batch_size": 3}])
 def test_two_ranks_equal_one_rank(warm_policy, tmp_path, two_rank_settings):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     rm = str(tmp_path / "rm")
