@@ -6,9 +6,20 @@ here, nothing is downloaded:
 
 - problems of eight families of our own (arithmetic, list counting, strings, stdin/stdout,
   a LeetCode-style class), each with a statement, a reference program, a reference
-  step-by-step reasoning, tests computed from the reference, and a difficulty; a few
-  thousand distinct problems, of which a fixed tenth (chosen by data.seed_hash of the
-  family and its parameters) is held out for evaluation and never trained on;
+  step-by-step reasoning, complete "plus" tests (the family's cases and the boundary or
+  special cases where its typical flaw shows), and a difficulty; a few thousand distinct
+  problems, of which a fixed tenth (chosen by data.seed_hash of the family and its
+  parameters) is held out for evaluation and never trained on;
+- base and plus tests, as in EvalPlus (HumanEval / HumanEval+): `tests` are what the reward
+  sees, `plus_tests` only evaluation does. Training tests of real code RL are incomplete, so
+  for `weak_share` of the problems where it can happen (chosen by hash), the base tests are
+  WEAK: only the plus tests on which the flawed program (the wrong constant that the flawed
+  reasoning states) gives the reference's answers, at least two of them, and at least one
+  that a small bug still fails. A lucky program passes them and fails the plus tests.
+  Agreement is computed in-process by running our own programs on each input (see
+  `passes`); the tests check it in the sandbox. Three families stay strong: their wrong
+  constant agrees with the reference on one input at most (linear at x = 0, shift_class on
+  []) or none (repeat_join). All other problems have tests == plus_tests;
 - preference pairs made the paper's way, with rules in place of an LLM: each initial
   reasoning y is the reference with one mild flaw; y+ applies the mirror optimization,
   y- applies one or two of the five degradations (factual error, irrelevant step,
@@ -18,14 +29,23 @@ here, nothing is downloaded:
   as a Qwen2Tokenizer (tokenizer.json, AutoTokenizer), so that the policy's checkpoints,
   which load their tokenizer by model type, tokenize exactly as the warm start did;
 - a tiny Qwen2 policy warm-started by a short supervised run on a deliberately imperfect
-  corpus: half the completions are right, a quarter carry a factual error in the
-  reasoning and the same wrong constant in the code, a quarter reason soundly but have a
-  small bug in the code, so the policy starts part right and its reasoning varies;
+  corpus whose passing samples vary in reasoning, as real samples do; its kinds, in the
+  exact shares of `warm_mix` (reasons there):
+    right    0.35  sound reasoning, right code
+    poor     0.15  sound but poor reasoning (a redundant step or a disordered order: the
+                   degradations irrelevant_path / chaotic_order, which keep the answer), right code
+    lucky    0.10  flawed reasoning (a wrong constant) and the code that follows it, on a
+                   problem with weak tests: passes the base tests, fails the plus tests
+    flawed   0.20  the same on a problem with complete tests: fails
+    buggy    0.20  sound reasoning, a small bug in the code: fails
+  The reward model never sees any of this: it learns from the rule-made pairs above only,
+  which read no test and no kind;
 - a toy LCB-RB built as in the paper: sample the warm-started policy on held-out
-  problems, run the tests, judge each reasoning against the reference (Yes: flawed and
-  the code follows it; No: sound and the code follows it; None: the code does not follow
-  the reasoning), pair each flawed+wrong sample with one random sound+right sample of the
-  same problem, drop one-sided problems.
+  problems, run the plus tests (a lucky pass is a failed sample, as a benchmark that
+  knows the complete tests would count it), judge each reasoning against the reference
+  (Yes: flawed and the code follows it; No: sound and the code follows it; None: the code
+  does not follow the reasoning), pair each flawed+wrong sample with one random
+  sound+right sample of the same problem, drop one-sided problems.
 
 Everything lands under data/toy/ and a stage is rebuilt only when its output is missing
 or its recipe (the settings below) changed:
@@ -36,14 +56,20 @@ or its recipe (the settings below) changed:
     python toy.py --stage=lcbrb --force=True   # rebuild this stage (and what follows) anyway
 """
 
+import contextlib
+import copy
+import dataclasses
+import io
 import json
 import os
 import math
 import random
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import List
 
 import torch
 
@@ -61,8 +87,26 @@ warm_epochs = 6
 warm_batch = 32
 warm_lr = 3e-3
 const_weight = 5.0        # loss weight of reply tokens that carry the problem's constants
-lcbrb_problems = 150      # held-out problems sampled for the toy LCB-RB
-lcbrb_samples = 8         # samples per problem (the paper: 50)
+# The world's shares below were fixed before any RL run and are not tuned on RL results.
+# weak_share: of the problems whose flaw can hide (>= 2 plus tests on which the flawed
+# program is right; 5 of the 8 families), the share whose base tests are weak (hashed per
+# problem): about 16% of all problems. A chosen setting, not a measured one: EvalPlus's
+# plus tests show that real benchmark tests let wrong programs through on a minority of
+# problems, and RL training sets scraped from contests carry fewer tests than those.
+weak_share = 0.3
+# The warm-start corpus, share of each kind (module docstring). 60% of the samples pass
+# the base tests (right + poor + lucky), so the warm-started policy sits mid-range, where
+# GRPO's groups hold both outcomes. One passing sample in six is lucky (0.10 / 0.60), in
+# the range of EvalPlus's finding that the plus tests cut HumanEval pass@k by up to 19-29%
+# (the abstract's figures). One passing sample in four reasons soundly but poorly, and the
+# failures split evenly between a flaw in the reasoning and a bug under sound reasoning:
+# neither paper gives these two figures, they are our round guesses.
+warm_mix = dict(right=0.35, poor=0.15, lucky=0.10, flawed=0.20, buggy=0.20)
+# The toy LCB-RB: every held-out problem (226 exist), 16 samples each (the paper: 50). Measured
+# on this world: 150 x 8 gave 49 pairs, 226 x 8 gave 72 (53 s on one thread); the samples are
+# seeded per (problem, k), so 16 holds those 8 and 8 more: about twice the pairs, >= 100.
+lcbrb_problems = 240      # held-out problems sampled for the toy LCB-RB
+lcbrb_samples = 16        # samples per problem
 max_new_tokens = 160
 
 STAGES = ("problems", "tokenizer", "warmstart", "lcbrb")
@@ -80,7 +124,9 @@ DISTRACTORS = [
 class ToyTask:
     """One problem plus what the rules need: reasoning steps (index `key` states the
     constant that matters), the reference program, a version of both with a wrong
-    constant (a consistent factual error), and a program with a small bug."""
+    constant (a consistent factual error), and a program with a small bug. weak: the
+    problem's base tests miss the wrong constant (problem.tests is then a part of
+    problem.plus_tests); can_be_weak: they could (whatever weak_share drew)."""
     problem: data.Problem
     steps: list
     key: int
@@ -92,6 +138,8 @@ class ToyTask:
     wrong: str          # the wrong constant of the flawed versions
     family: str = ""
     params: tuple = ()
+    weak: bool = False
+    can_be_weak: bool = False
 
 
 def _steps(intro, key_step, middle, check, final):
@@ -111,6 +159,11 @@ def _int_lists(rng, lo, hi, n=4, longest=6):
     return [[rng.randint(lo, hi) for _ in range(rng.randint(1, longest))] for _ in range(n)]
 
 
+def _plus(inputs, extras):
+    """The family's inputs, then the special cases it does not already hold."""
+    return inputs + [x for x in extras if x not in inputs]
+
+
 def fam_linear(rng, a, b, fn):
     st = f"Write a function {fn}(x) that returns {a} times x plus {b}."
     def steps(a_):
@@ -119,7 +172,7 @@ def fam_linear(rng, a, b, fn):
                       f"Check: x = 2 gives {a_} * 2 + {b} = {2 * a_ + b}.",
                       f"So the function returns {a_} * x + {b}.")
     code = lambda a_, op="+": f"def {fn}(x):\n    return {a_} * x {op} {b}\n"
-    tests = _call_tests(fn, rng.sample(range(-9, 10), 4), lambda x: a * x + b)
+    tests = _call_tests(fn, _plus(rng.sample(range(-9, 10), 4), [0, 100]), lambda x: a * x + b)
     return st, tests, steps, code, a, code(a, "-"), "easy", fn
 
 
@@ -132,7 +185,9 @@ def fam_count_multiples(rng, k, fn):
                       f"Check: in [{k_}, {k_ + 1}, {2 * k_}] two numbers qualify.",
                       "Return the count; one pass is O(n) time and O(1) space.")
     code = lambda k_, rem=0: f"def {fn}(nums):\n    return sum(1 for x in nums if x % {k_} == {rem})\n"
-    tests = _call_tests(fn, [[k, k + 1, 2 * k]] + _int_lists(rng, 0, 40, longest=7),
+    # plus: empty, a zero (a multiple of every k: a remainder bug shows), the wrong divisor alone
+    tests = _call_tests(fn, _plus([[k, k + 1, 2 * k]] + _int_lists(rng, 0, 40, longest=7),
+                                  [[], [0], [k + 1]]),
                         lambda nums: sum(1 for x in nums if x % k == 0))
     return st, tests, steps, code, k, code(k, 1), "easy", fn
 
@@ -148,8 +203,10 @@ def fam_count_char(rng, c, fn):
     code = lambda c_, start=0: (f"def {fn}(s):\n    return s.count('{c_}')\n" if not start else
                                 f"def {fn}(s):\n    return s[1:].count('{c_}')\n")
     words = ["".join(rng.choice(c + "abcdxyz") for _ in range(rng.randint(2, 9))) for _ in range(4)]
-    tests = _call_tests(fn, words + [c + c + "z"], lambda s: s.count(c))
     flawed = "abcdefghijklmnopqrstuvwxyz"[("abcdefghijklmnopqrstuvwxyz".index(c) + 1) % 26]
+    # plus: empty, the letter first (a skipped first position shows), the wrong letter alone
+    tests = _call_tests(fn, _plus(words + [c + c + "z"], ["", c + flawed, flawed + flawed]),
+                        lambda s: s.count(c))
     return st, tests, steps, code, c, code(c, 1), "easy", fn, flawed
 
 
@@ -162,7 +219,7 @@ def fam_repeat_join(rng, k, sep, fn):
                       f"Check: 'ab' gives {sep.join(['ab'] * k_)!r}.",
                       f"So return '{sep}'.join of a list holding s {k_} times.")
     code = lambda k_, cut=0: f"def {fn}(s):\n    return '{sep}'.join([s] * {k_ - cut})\n"
-    tests = _call_tests(fn, rng.sample(["a", "ab", "xyz", "q", "hi", "tree"], 3),
+    tests = _call_tests(fn, _plus(rng.sample(["a", "ab", "xyz", "q", "hi", "tree"], 3), [""]),
                         lambda w: sep.join([w] * k))
     return st, tests, steps, code, k, code(k, 1), "medium", fn
 
@@ -179,7 +236,9 @@ def fam_clamp(rng, lo, hi, fn):
     code = lambda hi_, swap=False: (
         f"def {fn}(nums):\n    return [min(max(x, {lo}), {hi_}) for x in nums]\n" if not swap else
         f"def {fn}(nums):\n    return [max(min(x, {lo}), {hi_}) for x in nums]\n")
-    tests = _call_tests(fn, [[hi + 1, lo - 1, hi]] + _int_lists(rng, -5, 25),
+    # plus: empty, both limits (swapped min/max shows), just above the upper limit
+    tests = _call_tests(fn, _plus([[hi + 1, lo - 1, hi]] + _int_lists(rng, -5, 25),
+                                  [[], [lo, hi], [hi + 1]]),
                         lambda nums: [min(max(x, lo), hi) for x in nums])
     return st, tests, steps, code, hi, code(hi, True), "medium", fn
 
@@ -196,7 +255,8 @@ def fam_shift_class(rng, k, method):
     code = lambda k_, cut=False: (
         f"class Solution:\n    def {method}(self, nums: List[int]) -> List[int]:\n"
         f"        return [x + {k_} for x in nums{'[1:]' if cut else ''}]\n")
-    tests = _call_tests(method, _int_lists(rng, -9, 9), lambda nums: [x + k for x in nums])
+    tests = _call_tests(method, _plus(_int_lists(rng, -9, 9), [[], [0]]),
+                        lambda nums: [x + k for x in nums])
     return st, tests, steps, code, k, code(k, True), "medium", method
 
 
@@ -211,9 +271,11 @@ def fam_sum_above(rng, t):
                       "Print the sum on one line.")
     code = lambda t_, op=">": (f"n = int(input())\nxs = list(map(int, input().split()))\n"
                                f"print(sum(x for x in xs if x {op} {t_}))\n")
-    # random lines, and the boundary, where > and >= part ways
+    # random lines around t (from 0 to 20 they tested nothing for t > 20), the boundary where
+    # > and >= part ways, and plus: t + 1 alone, where a threshold off by one shows
     lines = [f"{len(xs)}\n{' '.join(map(str, xs))}\n"
-             for xs in _int_lists(rng, 0, 20) + [[t], [t + 1, t + 2]]]
+             for xs in _plus(_int_lists(rng, max(0, t - 8), t + 8) + [[t], [t + 1, t + 2]],
+                             [[t + 1]])]
     tests = _stdio_tests(lines, lambda s: sum(x for x in map(int, s.split()[1:]) if x > t))
     return st, tests, steps, code, t, code(t, ">="), "hard", ""
 
@@ -230,7 +292,9 @@ def fam_spread(rng, m):
     code = lambda m_, paren=True: ("xs = list(map(int, input().split()))\n" +
                                    (f"print((max(xs) - min(xs)) * {m_})\n" if paren else
                                     f"print(max(xs) - min(xs) * {m_})\n"))
-    lines = [" ".join(map(str, xs)) + "\n" for xs in _int_lists(rng, 0, 30)]
+    # plus: one number, and equal numbers (a spread of 0, where any factor agrees)
+    v = rng.randint(1, 30)
+    lines = [" ".join(map(str, xs)) + "\n" for xs in _plus(_int_lists(rng, 0, 30), [[v], [v, v, v]])]
     tests = _stdio_tests(lines, lambda s: (max(map(int, s.split())) - min(map(int, s.split()))) * m)
     return st, tests, steps, code, m, code(m, False), "hard", ""
 
@@ -254,18 +318,68 @@ FAMILIES = {
 
 
 def make_task(family, params):
-    """Build one ToyTask; tests come from the family's own reference computation."""
+    """Build one ToyTask; the plus tests come from the family's own reference computation,
+    the base tests are the plus tests or, on a weak problem, the part of them on which
+    the flawed program gives the reference's answers (weak_tests)."""
     fn_family, _ = FAMILIES[family]
     rng = random.Random(f"{family}{params}")
-    st, tests, steps, code, const, buggy, difficulty, entry, *flawed = fn_family(rng, *params)
+    st, plus, steps, code, const, buggy, difficulty, entry, *flawed = fn_family(rng, *params)
     wrong = flawed[0] if flawed else const + 1
     pid = f"toy/{family}/" + "_".join(map(str, params))
+    weak_tests = _weak_tests(plus, code(wrong), buggy)
+    # drawn by hash of the problem alone, like the held-out split: the same problem is weak
+    # in every world built with this weak_share, whatever n_train or seed
+    weak = bool(weak_tests) and data.seed_hash("weak tests", family, params) / 2 ** 48 < weak_share
+    tests = weak_tests if weak else plus
     problem = data.Problem(id=pid, statement=st, tests=tests, difficulty=difficulty,
-                           source="toy", entry_point=entry, solution=code(const),
+                           source="toy", entry_point=entry, solution=code(const), plus_tests=plus,
                            starter_code=(f"class Solution:\n    def {entry}(self, nums: List[int]) "
                                          f"-> List[int]:\n        " if family == "shift_class" else ""))
     return ToyTask(problem, steps(const), 1, code(const), steps(wrong), code(wrong), buggy,
-                   str(const), str(wrong), family, tuple(params))
+                   str(const), str(wrong), family, tuple(params),
+                   weak=weak, can_be_weak=bool(weak_tests))
+
+
+def _weak_tests(plus, flawed_code, buggy_code):
+    """The weak base tests a problem could have, or [] if it cannot have any: the plus tests
+    that the flawed program passes, when there are at least two (one test is too thin to
+    pass for a test set) and they still fail the buggy program (a weak test set misses the
+    flaw's case, not every bug: a sound-but-buggy sample still fails)."""
+    agree = [t for t, ok in zip(plus, passes(flawed_code, plus)) if ok]
+    if len(agree) < 2 or len(agree) == len(plus) or all(passes(buggy_code, agree)):
+        return []
+    return agree
+
+
+def passes(code, tests):
+    """Whether the program gives each test's expected answer, run in this process.
+
+    Only for our own generated programs (a few lines each, no unbounded loop): thousands
+    of problems are checked in well under a second, with no process pool in a data stage,
+    and the result is deterministic. Answers must equal the expected ones exactly, which
+    is as strict as the sandbox's judging or stricter, so a test found passed here passes
+    there; tests/test_toy.py checks the weak problems in the sandbox."""
+    program = compile(code, "<toy program>", "exec")
+    out = []
+    for t in tests:
+        env = {"__name__": "__main__", "List": List}        # a fresh namespace per test
+        try:
+            if t["kind"] == "call":
+                exec(program, env)
+                fn = getattr(env["Solution"](), t["fn"]) if "Solution" in env else env[t["fn"]]
+                out.append(fn(*copy.deepcopy(t["args"])) == t["expected"])
+                continue
+            stdout, stdin = io.StringIO(), sys.stdin
+            sys.stdin = io.StringIO(t["input"])
+            try:
+                with contextlib.redirect_stdout(stdout):
+                    exec(program, env)
+            finally:
+                sys.stdin = stdin
+            out.append(stdout.getvalue() == t["output"])
+        except (Exception, SystemExit):     # exit() ends a program, not the build
+            out.append(False)
+    return out
 
 
 def held_out(family, params):
@@ -340,15 +454,55 @@ def completion(steps, code):
     return f"<think>\n{think}\n</think>\n<answer>\n```python\n{code}```\n</answer>"
 
 
-def warm_completion(task, rng):
-    """The warm-start corpus is imperfect on purpose: half right, a quarter with a
-    factual error carried into the code, a quarter sound but with a buggy program."""
-    r = rng.random()
-    if r < 0.5:
-        return completion(task.steps, task.code), "right"
-    if r < 0.75:
-        return completion(task.flawed_steps, task.flawed_code), "flawed"
-    return completion(task.steps, task.buggy_code), "buggy"
+POOR_WAYS = ("irrelevant_path", "chaotic_order")   # degradations that keep the answer
+
+
+def warm_kinds(tasks):
+    """The kind of each task's warm-start completion, in exactly warm_mix's shares (largest
+    remainders) and a hashed order of the problems. A lucky pass needs a weak problem (there
+    the flawed program passes the base tests), flawed-and-wrong a strong one (anywhere else
+    it would be a lucky pass too). If there are too few weak problems, the missing lucky
+    ones become flawed-and-wrong, so that flawed reasoning keeps its share.
+    Returns (kinds, how many lucky ones were missing)."""
+    quota = _quotas(len(tasks), warm_mix)
+    order = sorted(range(len(tasks)), key=lambda i: data.seed_hash(seed, "warm kind", tasks[i].problem.id))
+    kinds = [None] * len(tasks)
+    weak = [i for i in order if tasks[i].weak]
+    for i in weak[:quota["lucky"]]:
+        kinds[i] = "lucky"
+    missing = quota["lucky"] - min(quota["lucky"], len(weak))
+    for i in [i for i in order if not tasks[i].weak][:quota["flawed"] + missing]:
+        kinds[i] = "flawed"
+    rest = [i for i in order if kinds[i] is None]
+    n_right, n_poor = quota["right"], quota["poor"]
+    for j, i in enumerate(rest):
+        kinds[i] = "right" if j < n_right else "poor" if j < n_right + n_poor else "buggy"
+    return kinds, missing
+
+
+def _quotas(n, shares):
+    """Counts that add up to n, each share * n rounded by largest remainder."""
+    total = sum(shares.values())
+    exact = {k: n * v / total for k, v in shares.items()}
+    counts = {k: math.floor(x) for k, x in exact.items()}
+    for k in sorted(exact, key=lambda k: counts[k] - exact[k])[:n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def warm_completion(task, kind, rng):
+    """The warm-start completion of one kind (warm_kinds): sound or flawed reasoning, and
+    the code that follows it, or a small bug. A poor one is the reference reasoning with a
+    redundant step or in a jumbled order, and the right code."""
+    if kind == "right":
+        return completion(task.steps, task.code)
+    if kind == "poor":
+        return completion(degrade(task, task.steps, rng.choice(POOR_WAYS), rng), task.code)
+    if kind in ("lucky", "flawed"):
+        return completion(task.flawed_steps, task.flawed_code)
+    if kind == "buggy":
+        return completion(task.steps, task.buggy_code)
+    raise ValueError(f"unknown completion kind {kind!r}")
 
 
 def judge(task, think, code):
@@ -402,14 +556,15 @@ def _follows(task, code, said):
 # ---------------------------------------------------------------- recipe and stages
 def recipe(stage):
     """The settings a stage's output depends on; a change rebuilds it (and what follows)."""
-    base = dict(seed=seed, n_train=n_train, n_pair_problems=n_pair_problems, version=5)
+    base = dict(seed=seed, n_train=n_train, n_pair_problems=n_pair_problems,
+                weak_share=weak_share, warm_mix=warm_mix, version=6)
     more = {"tokenizer": dict(vocab_size=vocab_size),
             "warmstart": dict(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
                               warm_epochs=warm_epochs, warm_batch=warm_batch, warm_lr=warm_lr,
                               const_weight=const_weight),
             "lcbrb": dict(lcbrb_problems=lcbrb_problems, lcbrb_samples=lcbrb_samples,
                           max_new_tokens=max_new_tokens,
-                          lcbrb_version=3)}   # bumped when the judging or pairing code changes
+                          lcbrb_version=4)}   # bumped when the judging or pairing code changes
     r = dict(base)
     for s in STAGES[1:STAGES.index(stage) + 1]:
         r.update(more[s])
@@ -434,21 +589,43 @@ def _stamp(stage):
 
 
 def build_problems():
-    rng = random.Random(seed)
     train = all_tasks("train", n_train, seed)
     evals = all_tasks("eval", None, seed)
     data.save_problems([t.problem for t in train], os.path.join(data_dir, "train.jsonl"))
     data.save_problems([t.problem for t in evals], os.path.join(data_dir, "eval.jsonl"))
+    # the reward model's pairs come from the rules alone: make_pairs reads the reasoning,
+    # never the tests, which problems are weak or which completions are lucky
+    rng = random.Random(seed)
     pairs = [p for t in train[:n_pair_problems] for p in make_pairs(t, rng)]
     data.save_pairs(pairs, os.path.join(data_dir, "pairs.jsonl"))
     held = [p for t in evals for p in make_pairs(t, rng)]          # never trained on
     data.save_pairs(held, os.path.join(data_dir, "pairs_eval.jsonl"))
+    kinds, missing = warm_kinds(train)
     with open(os.path.join(data_dir, "warm.jsonl"), "w") as f:
-        for t in train:
-            text, kind = warm_completion(t, rng)
+        for t, kind in zip(train, kinds):
+            text = warm_completion(t, kind, random.Random(data.seed_hash(seed, "warm", t.problem.id)))
             f.write(json.dumps({"id": t.problem.id, "completion": text, "kind": kind}) + "\n")
     print(f"toy: {len(train)} train and {len(evals)} eval problems, {len(pairs)} training "
           f"pairs, {len(held)} held-out pairs")
+    print("toy: weak base tests (weak / could be / all): " + ", ".join(
+        f"{f} {w}/{c}/{n}" for f, (w, c, n) in weak_counts(train + evals).items()))
+    w, c, n = map(sum, zip(*weak_counts(train + evals).values()))
+    print(f"toy: weak share {w / max(1, c):.3f} of the problems that could be weak "
+          f"(setting {weak_share}), {w / n:.3f} of all; {sum(t.weak for t in train)} train and "
+          f"{sum(t.weak for t in evals)} held-out problems have weak base tests")
+    count = Counter(kinds)
+    print("toy: warm-start corpus " + ", ".join(f"{k} {count[k]} ({count[k] / len(kinds):.3f})"
+                                                for k in warm_mix)
+          + (f"; {missing} lucky ones missing (too few weak problems), made flawed" if missing else ""))
+
+
+def weak_counts(tasks):
+    """{family: (weak problems, problems that could be weak, problems)}."""
+    out = {}
+    for t in tasks:
+        w, c, n = out.get(t.family, (0, 0, 0))
+        out[t.family] = (w + t.weak, c + t.can_be_weak, n + 1)
+    return out
 
 
 def build_tokenizer():
@@ -579,20 +756,27 @@ def build_lcbrb():
     statements = {t.problem.id: t.problem.statement for t in tasks}
     pairs, counts = benchmark_pairs(samples, judgments, statements, seed, source="toy-lcbrb")
     data.save_pairs(pairs, os.path.join(data_dir, "lcbrb.jsonl"))
+    counts["lucky (passed base tests only)"] = sum(s["passed_base"] and not s["passed"] for s in samples)
     print("toy LCB-RB: " + "; ".join(f"{k}: {n}" for k, n in counts.items()))
 
 
 def lcbrb_records(sampled):
     """(task, response) samples as synth's sample and judgment records: the tests run in the
-    sandbox, the toy judge reads the reasoning. Sample ids are "<problem id>/<k>"."""
-    parsed, results = prompts.run_responses([t.problem for t, _ in sampled],
-                                            [text for _, text in sampled])
+    sandbox, the toy judge reads the reasoning. Sample ids are "<problem id>/<k>". "passed"
+    is on the plus tests: a benchmark of reasoning judges a lucky pass (base tests only,
+    kept as "passed_base") as the wrong program it is."""
+    texts = [text for _, text in sampled]
+    parsed, results = prompts.run_responses(
+        [dataclasses.replace(t.problem, tests=t.problem.plus_tests or t.problem.tests)
+         for t, _ in sampled], texts)
+    _, base = prompts.run_responses([t.problem for t, _ in sampled], texts)
     samples, judgments, seen = [], {}, Counter()
-    for (t, text), p, r in zip(sampled, parsed, results):
+    for (t, text), p, r, b in zip(sampled, parsed, results, base):
         sid = f"{t.problem.id}/{seen[t.problem.id]}"
         seen[t.problem.id] += 1
         samples.append({"id": sid, "problem_id": t.problem.id, "response": text,
-                        "generator": "toy policy", "passed": r.all_passed})
+                        "generator": "toy policy", "passed": r.all_passed,
+                        "passed_base": b.all_passed})
         judgments[sid] = {"verdict": judge(t, p.think, p.code), "judge": "toy rules",
                           "justification": ""}
     return samples, judgments

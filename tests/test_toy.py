@@ -1,4 +1,5 @@
 """Tests for the toy world (toy.py) and the CPU speedrun (runs/)."""
+import dataclasses
 import json
 import os
 import random
@@ -40,13 +41,72 @@ def test_reference_solutions_pass_and_flawed_or_buggy_ones_fail(tasks):
     train, evals = tasks
     every = train + evals
     some = every[::4]            # the variants on a quarter of the problems: every family
-    n, m = len(every), len(some)
-    res = sandbox.run_batch([(t.code, t.problem.tests) for t in every] +
-                            [(t.flawed_code, t.problem.tests) for t in some] +
+    strong = [t for t in some if not t.weak]
+    n, m, k = len(every), len(some), len(strong)
+    res = sandbox.run_batch([(t.code, t.problem.plus_tests) for t in every] +
+                            [(t.flawed_code, t.problem.plus_tests) for t in some] +
+                            [(t.flawed_code, t.problem.tests) for t in strong] +
                             [(t.buggy_code, t.problem.tests) for t in some])
     assert all(r.all_passed for r in res[:n]), [r.first_error for r in res[:n] if not r.all_passed][:3]
-    assert sum(r.all_passed for r in res[n:n + m]) == 0                 # wrong constant: caught
-    assert sum(r.all_passed for r in res[n + m:]) <= m // 100            # small bugs: caught
+    assert sum(r.all_passed for r in res[n:n + m]) == 0         # wrong constant: caught by plus tests
+    assert sum(r.all_passed for r in res[n + m:n + m + k]) == 0  # and by complete base tests
+    assert sum(r.all_passed for r in res[n + m + k:]) <= m // 100   # small bugs: caught by base tests
+
+
+def test_a_lucky_program_passes_weak_base_tests_and_fails_plus_tests_in_the_sandbox(tasks):
+    """The weak tests were chosen by running the programs in-process (toy.passes); the
+    sandbox, which judges the rewards, must agree on every weak problem."""
+    weak = [t for t in tasks[0] + tasks[1] if t.weak]
+    assert len(weak) > 300
+    w = len(weak)
+    res = sandbox.run_batch([(t.flawed_code, t.problem.tests) for t in weak] +
+                            [(t.flawed_code, t.problem.plus_tests) for t in weak] +
+                            [(t.code, t.problem.tests) for t in weak] +
+                            [(t.buggy_code, t.problem.tests) for t in weak])
+    passed = [r.all_passed for r in res]
+    assert passed[:w] == [True] * w, [t.problem.id for t, ok in zip(weak, passed) if not ok][:3]
+    assert passed[w:2 * w] == [False] * w                    # lucky: the plus tests catch it
+    assert passed[2 * w:3 * w] == [True] * w                 # the reference passes the base tests
+    assert passed[3 * w:] == [False] * w                     # a weak test set still catches bugs
+    # one known lucky program, spelled out: a clamp whose upper limit is one too high
+    t = next(t for t in weak if t.family == "clamp")
+    assert f"{int(t.const) + 1})" in t.flawed_code and all(max(test["args"][0], default=0) <= int(t.const)
+                                                           for test in t.problem.tests)
+    assert any(max(test["args"][0], default=0) > int(t.const) for test in t.problem.plus_tests)
+
+
+def test_weak_share_is_the_setting_and_strong_problems_have_complete_tests(tasks, monkeypatch):
+    every = tasks[0] + tasks[1]
+    could = [t for t in every if t.can_be_weak]
+    share = sum(t.weak for t in could) / len(could)
+    assert abs(share - toy.weak_share) < 0.04 and toy.weak_share == 0.3, share
+    for fam, (w, c, n) in toy.weak_counts(every).items():
+        if fam in ("linear", "repeat_join", "shift_class"):   # the wrong constant never hides
+            assert c == w == 0, fam
+        else:
+            assert c >= 0.9 * n and abs(w / c - toy.weak_share) < 0.12, (fam, w, c, n)
+    for t in every:
+        tests, plus = t.problem.tests, t.problem.plus_tests
+        if not t.weak:
+            assert tests == plus
+            continue
+        assert t.can_be_weak and 2 <= len(tests) < len(plus) and all(x in plus for x in tests)
+        assert all(toy.passes(t.flawed_code, tests)) and not all(toy.passes(t.flawed_code, plus))
+    # the share is the setting's: none, or every problem that can be weak
+    monkeypatch.setattr(toy, "weak_share", 0.0)
+    some = [toy.make_task(t.family, t.params) for t in could[:200]]
+    assert not any(t.weak for t in some) and all(t.problem.tests == t.problem.plus_tests for t in some)
+    monkeypatch.setattr(toy, "weak_share", 1.0)
+    assert all(toy.make_task(t.family, t.params).weak for t in could[:200])
+
+
+def test_passes_runs_call_class_and_stdio_programs_in_process(tasks):
+    every = tasks[0] + tasks[1]
+    for fam in toy.FAMILIES:
+        t = next(t for t in every if t.family == fam)
+        assert all(toy.passes(t.code, t.problem.plus_tests)), fam
+        assert not all(toy.passes(t.flawed_code, t.problem.plus_tests)), fam
+    assert toy.passes("raise SystemExit(1)\n", tasks[0][0].problem.tests[:1]) == [False]
 
 
 def test_each_degradation_does_what_its_method_says(tasks):
@@ -102,35 +162,84 @@ def test_toy_judge_on_the_papers_scale(tasks):
     assert [toy.judge(t, "\n".join(t.steps), t.flawed_code) for t in every] == ["None"] * len(every)
 
 
-def test_warm_start_corpus_mixes_right_flawed_and_buggy(tasks):
+def test_warm_start_corpus_holds_every_kind_in_its_share(tasks):
+    train = tasks[0][:1000]
+    kinds, missing = toy.warm_kinds(train)
+    assert missing == 0 and set(toy.warm_mix) == {"right", "poor", "lucky", "flawed", "buggy"}
+    assert abs(sum(toy.warm_mix.values()) - 1) < 1e-9
+    for kind, share in toy.warm_mix.items():
+        assert abs(kinds.count(kind) - share * len(train)) <= 1, kind      # exact, up to rounding
+    assert all(t.weak for t, k in zip(train, kinds) if k == "lucky")
+    assert not any(t.weak for t, k in zip(train, kinds) if k == "flawed")
+    # each kind does what it says, judged in the sandbox on the base and the plus tests
     rng = random.Random(0)
-    kinds = [toy.warm_completion(t, rng)[1] for t in tasks[0][:1000]]
-    share = {k: kinds.count(k) / len(kinds) for k in ("right", "flawed", "buggy")}
-    assert 0.45 < share["right"] < 0.55 and 0.2 < share["flawed"] < 0.3 and 0.2 < share["buggy"] < 0.3
-    text, _ = toy.warm_completion(tasks[0][0], random.Random(0))
-    parsed = prompts.parse_response(text)
-    assert parsed.format_ok and parsed.code.strip() in {tasks[0][0].code.strip(),
-                                                        tasks[0][0].flawed_code.strip(),
-                                                        tasks[0][0].buggy_code.strip()}
+    picked = [(t, k) for kind in toy.warm_mix for t, k in zip(train, kinds) if k == kind][::25]
+    texts = [toy.warm_completion(t, k, rng) for t, k in picked]
+    problems = [t.problem for t, _ in picked]
+    parsed, base = prompts.run_responses(problems, texts)
+    _, plus = prompts.run_responses([dataclasses.replace(p, tests=p.plus_tests) for p in problems], texts)
+    expect = {"right": (True, True), "poor": (True, True), "lucky": (True, False),
+              "flawed": (False, False), "buggy": (False, False)}
+    assert {k for _, k in picked} == set(expect)
+    for (t, k), p, b, q in zip(picked, parsed, base, plus):
+        assert p.format_ok and (b.all_passed, q.all_passed) == expect[k], (t.problem.id, k)
+        steps = p.think.split("\n")
+        if k == "poor":         # the reference's steps, with one redundant step or out of order
+            extra = [s for s in steps if s not in t.steps]
+            assert steps != t.steps and set(t.steps) <= set(steps)
+            assert (extra and extra[0] in toy.DISTRACTORS and len(extra) == 1 and
+                    [s for s in steps if s in t.steps] == t.steps) or sorted(steps) == sorted(t.steps)
+        else:
+            assert steps == (t.flawed_steps if k in ("lucky", "flawed") else t.steps)
+    # no weak problems: the lucky share goes to flawed-and-wrong, flawed reasoning keeps its share
+    strong = [dataclasses.replace(t, weak=False) for t in train]
+    kinds, missing = toy.warm_kinds(strong)
+    assert missing == round(toy.warm_mix["lucky"] * len(train)) and "lucky" not in kinds
+    assert abs(kinds.count("flawed") - (toy.warm_mix["flawed"] + toy.warm_mix["lucky"]) * len(train)) <= 1
+
+
+def test_reward_model_pairs_do_not_depend_on_weak_tests(tmp_path, monkeypatch):
+    """The reward model learns from rule-made pairs only: a world with weak tests and one
+    without give the same pair files byte for byte (and different problem files)."""
+    monkeypatch.setattr(toy, "n_train", 300)
+    monkeypatch.setattr(toy, "n_pair_problems", 100)
+    files = {}
+    for share in (0.0, 0.3):
+        monkeypatch.setattr(toy, "weak_share", share)
+        monkeypatch.setattr(toy, "data_dir", str(tmp_path / str(share)))
+        os.makedirs(toy.data_dir)
+        toy.build_problems()
+        files[share] = {name: open(os.path.join(toy.data_dir, name)).read()
+                        for name in ("pairs.jsonl", "pairs_eval.jsonl", "train.jsonl", "warm.jsonl")}
+    assert files[0.0]["pairs.jsonl"] == files[0.3]["pairs.jsonl"] and files[0.0]["pairs.jsonl"]
+    assert files[0.0]["pairs_eval.jsonl"] == files[0.3]["pairs_eval.jsonl"]
+    assert files[0.0]["train.jsonl"] != files[0.3]["train.jsonl"]
+    assert files[0.0]["warm.jsonl"] != files[0.3]["warm.jsonl"]
 
 
 def test_toy_lcbrb_pairs_sound_and_right_with_flawed_and_wrong(tasks):
     from synth import benchmark_pairs
-    evals = tasks[1][:6]
+    weak = [t for t in tasks[1] if t.weak]
+    evals = [t for t in tasks[1] if not t.weak][:5] + weak[:1]
     right = lambda t: toy.completion(t.steps, t.code)                 # passes, judged sound
     flawed = lambda t: toy.completion(t.flawed_steps, t.flawed_code)   # fails, judged flawed
     buggy = lambda t: toy.completion(t.steps, t.buggy_code)           # fails, not judged flawed
-    sampled = [(t, make(t)) for t in evals[:4] for make in (right, flawed, buggy)]
-    sampled += [(t, right(t)) for t in evals[4:]]                      # one-sided problems
+    # the last problem has weak tests: its flawed sample is a lucky pass, failed on plus tests
+    two_sided = evals[:3] + evals[5:]
+    sampled = [(t, make(t)) for t in two_sided for make in (right, flawed, buggy)]
+    sampled += [(t, right(t)) for t in evals[3:5]]                     # one-sided problems
     samples, judgments = toy.lcbrb_records(sampled)
     verdicts = [(s["passed"], judgments[s["id"]]["verdict"]) for s in samples]
     assert verdicts[:2] == [(True, "No"), (False, "Yes")] and verdicts[2][0] is False
     assert [s["id"] for s in samples[:3]] == [f"{evals[0].problem.id}/{k}" for k in range(3)]
+    lucky = samples[10]
+    assert lucky["problem_id"] == evals[5].problem.id and lucky["passed_base"] and not lucky["passed"]
+    assert [s["passed_base"] and not s["passed"] for s in samples].count(True) == 1
     statements = {t.problem.id: t.problem.statement for t in evals}
     pairs, counts = benchmark_pairs(samples, judgments, statements, 0, source="toy-lcbrb")
     think = lambda text: prompts.parse_response(text).think
     assert [(p.problem_id, p.chosen, p.rejected, p.source) for p in pairs] == \
-        [(t.problem.id, think(right(t)), think(flawed(t)), "toy-lcbrb") for t in evals[:4]]
+        [(t.problem.id, think(right(t)), think(flawed(t)), "toy-lcbrb") for t in two_sided]
     assert counts["problems dropped: only chosen samples"] == 2
 
 
