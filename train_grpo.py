@@ -487,8 +487,12 @@ def evaluate(model, tokenizer, problems, step, rm, rm_tokenizer, device, rank, w
                           True, device, rank, world_size, eval_batch_size)
     texts = [o.text for o in outs]
     parsed, results = prompts.run_responses(probs, texts, workers=workers, limits=limits)
-    plus = prompts.run_responses([dataclasses.replace(p, tests=p.plus_tests or p.tests)
-                                  for p in probs], texts, workers=workers, limits=limits)[1]
+    extra = [i for i, p in enumerate(probs) if p.plus_tests]    # the rest: plus = base tests
+    plus = list(results)
+    for i, r in zip(extra, prompts.run_responses(
+            [dataclasses.replace(probs[i], tests=probs[i].plus_tests) for i in extra],
+            [texts[i] for i in extra], workers=workers, limits=limits)[1]):
+        plus[i] = r
     terms = reward_terms(parsed, results)
     think = think_scores(rm, rm_tokenizer, probs, parsed, torch.ones(len(outs), dtype=torch.bool),
                          device)
