@@ -706,10 +706,7 @@ if __name__ == "__main__":
     # ------------------------------------------------ the memory plan, before any weight is read
     memory = planning.grpo_plan(config, planning.model_shape(load_dir),
                                 planning.model_shape(rm_from) if rm_from else None, world_size)
-    if plan:
-        print0(planning.format_plan(memory, gpu_gb or device_gb(device)))
-        raise SystemExit(0)
-    planning.check_plan(memory, gpu_gb or device_gb(device), force_plan)
+    planning.enforce(memory, gpu_gb or device_gb(device), plan, force_plan, print0)
 
     # ------------------------------------------------ data
     tokenizer = load_tokenizer(load_dir)
@@ -802,11 +799,10 @@ if __name__ == "__main__":
         terms = reward_terms(parsed, results)
         # the reward model scores where its gate is open, and passing code in every mode (logged)
         scored = (gate(reward_mode, terms["outcome"], terms["pass_rate"]) > 0) | (terms["outcome"] > 0)
-        think = think_scores(rm, rm_tokenizer, probs, parsed, scored, device)
-        # the hacking monitor: a share of the failing samples, scored for the log only
+        # and, for the hacking monitor, a share of the failing samples (the log only)
         watch = watched(terms["outcome"], scored, step, rank * len(outs), monitor_share)
-        think_seen = torch.where(scored, think, think_scores(rm, rm_tokenizer, probs, parsed,
-                                                             watch, device))
+        think_seen = think_scores(rm, rm_tokenizer, probs, parsed, scored | watch, device)
+        think = torch.where(scored, think_seen, torch.full_like(think_seen, float("nan")))
         t_rm = time.time()
         rewards = gated_reward(terms["fmt"], terms["outcome"], think, terms["pass_rate"],
                                reward_mode, w_format, w_outcome, w_think)
