@@ -96,7 +96,6 @@ CUDA_OVERHEAD_GIB = 2.0
 # (expandable_segments=True in PYTORCH_CUDA_ALLOC_CONF brings it down; we do not assume it).
 FRAGMENTATION = 0.10
 SYNTH_PROMPT_TOKENS = 4096  # synth.py's prompt budget when cfg has no max_prompt_tokens
-SYNTH_STAGE_NEW_TOKENS = {"reason": 2048, "rewrite": 3072, "sample": 4096, "judge": 512, "score": 512}
 
 # Qwen2.5-7B / Qwen2.5-Coder-7B(-Instruct) as published in their config.json: 7.62B parameters
 QWEN25_7B = dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28,
@@ -532,7 +531,8 @@ def synth_plan(cfg, shape, world_size=1, stage="reason"):
     s, b = shape, dtype_bytes(cfg.get("dtype", "auto"))
     N = param_count(s)
     rows, Lp = cfg["batch_size"], cfg.get("max_prompt_tokens", SYNTH_PROMPT_TOKENS)
-    Ln = cfg["max_new_tokens"] if cfg.get("max_new_tokens", -1) > 0 else SYNTH_STAGE_NEW_TOKENS[stage]
+    Ln = (cfg["max_new_tokens"] if cfg.get("max_new_tokens", -1) > 0 else   # synth's own default
+          literal_settings(os.path.join(HERE, "synth.py"))["STAGE_DEFAULTS"][stage][1])
     return Plan(f"synth {stage}: each of {world_size} rank(s) holds the whole {_n(N)} model",
                 [Term("generator, bf16", b * N, f"{b} B x {_n(N)}")],
                 {"generate": [Term("KV cache", kv_cache_bytes(s, rows, Lp + Ln, b),
@@ -582,6 +582,15 @@ def check_plan(plan, gpu_gb, force=False):
                          f"{gpu_gb:g} GiB given (--gpu_gb); change the settings below or pass "
                          f"--force_plan=True to start anyway\n{table}")
     return table
+
+
+def enforce(plan, gpu_gb, show_only, force, say=print):
+    """What a script does with its plan before reading any weight: with --plan
+    (show_only) say the table and exit; else check_plan (refuse unless force)."""
+    if show_only:
+        say(format_plan(plan, gpu_gb))
+        raise SystemExit(0)
+    check_plan(plan, gpu_gb, force)
 
 
 # ---------------------------------------------------------------- the paper's run

@@ -680,10 +680,7 @@ if __name__ == "__main__":
         memory = planning.synth_plan({**config, "max_new_tokens": default_tokens if max_new_tokens < 0
                                       else max_new_tokens}, planning.model_shape(run.generator),
                                      world_size, stage)
-        if plan:
-            print(planning.format_plan(memory, gpu_gb or device_gb(device)))
-            raise SystemExit(0)
-        planning.check_plan(memory, gpu_gb or device_gb(device), force_plan)
+        planning.enforce(memory, gpu_gb or device_gb(device), plan, force_plan)
         run.complete = hf_completer(run.generator, device,
                                     default_temperature if temperature < 0 else temperature, top_p,
                                     default_tokens if max_new_tokens < 0 else max_new_tokens)

@@ -466,10 +466,7 @@ if __name__ == "__main__":
             recover_checkpoint(os.path.join(out_dir, "best"))  # it may have been mid-save too
         # the memory plan of training (the one phase that can run out), before any weight
         memory = planning.rm_plan(config, planning.model_shape(load_dir), world_size)
-        if plan:
-            print0(planning.format_plan(memory, gpu_gb or device_gb(device)))
-            raise SystemExit(0)
-        planning.check_plan(memory, gpu_gb or device_gb(device), force_plan)
+        planning.enforce(memory, gpu_gb or device_gb(device), plan, force_plan, print0)
         tokenizer = load_tokenizer(load_dir)
         mixed = compute_dtype != torch.float32
         if world_size > 1:   # rank 0 reads the checkpoint, the others get shards by broadcast

@@ -702,12 +702,18 @@ def test_bad_input_stops_with_one_line_and_touches_nothing(case, tiny_policy, tm
     args = grpo_args(tiny_policy, paths["out"], tiny_policy, **{"tiny_init": False, **settings})
     done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert_setup_error(done, "train_grpo.py", start.format(**paths), phrase.format(**paths))
+    assert snapshot(tmp_path) == before
+
+
+def assert_setup_error(done, script, start, phrase):
+    """A bad input stopped `script` with exit status 1 and a last stderr line
+    '<script>: error: <start>...<phrase>...', no traceback."""
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("train_grpo.py: error: " + start.format(**paths)), last
-    assert phrase.format(**paths) in last, last
-    assert snapshot(tmp_path) == before
+    assert last.startswith(f"{script}: error: {start}"), last
+    assert phrase in last, last
 
 
 def test_missing_default_inputs_name_the_command_that_makes_them(tmp_path):

@@ -9,7 +9,7 @@ import torch
 
 import train_rm
 from configurator import configure
-from test_train_grpo import snapshot
+from test_train_grpo import assert_setup_error, snapshot
 from data import Pair, load_pairs, problem_of, split_by_problem
 from model import warmup_lr
 from train_rm import (bradley_terry_loss, epoch_batches, evaluate_pairs, improves,
@@ -398,11 +398,7 @@ def test_bad_input_stops_with_one_line_and_touches_nothing(case, tiny, tmp_path)
                            f"--out_dir={paths['out']}", *[f.format(**paths) for f in flags]],
                           cwd=REPO, capture_output=True, text=True, timeout=180,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("train_rm.py: error: " + start.format(**paths)), last
-    assert phrase.format(**paths) in last, last
+    assert_setup_error(done, "train_rm.py", start.format(**paths), phrase.format(**paths))
     assert snapshot(tmp_path) == before
 
 
