@@ -515,3 +515,13 @@ def test_fork_floor_runner_counts_passes_by_exit_status():
     finally:
         srv.stdin.close()
         srv.wait(10)
+
+
+def test_a_job_without_a_program_is_not_run():
+    """A response with no code reaches run_batch as None: no test runs, nothing passes,
+    and the jobs around it are judged as alone."""
+    tests = [{"kind": "stdio", "input": "", "output": "hi\n"}] * 2
+    none, real = sandbox.run_batch([(None, tests), ("print('hi')", tests)], workers=1)
+    assert not none.all_passed and none.pass_rate == 0.0
+    assert none.statuses == ["not_run", "not_run"] and none.first_error == "no program"
+    assert real.all_passed
