@@ -1,7 +1,7 @@
 """data.py: files -> records. Problem and preference-pair records and the loaders of
-public code datasets (the prompts and the response parser are prompts.py's), and the two
-rules every script shares about records: seed_hash (each seed or hashed choice, from its
-parts) and split_by_problem (the one train/validation split).
+public code and math datasets (the prompts and the response parser are prompts.py's), and
+the two rules every script shares about records: seed_hash (each seed or hashed choice, from
+its parts) and split_by_problem (the one train/validation split).
 
 Everything here is plain Python and stdlib, so it runs the same on a laptop and on
 every rank of an 8-GPU job (no accelerator involved). Parquet needs pyarrow, which
@@ -39,6 +39,11 @@ Choices worth knowing:
   the function or its argument order, and MBPP+ prompts carry one assert too.
 - Unpickling LiveCodeBench private tests allows no globals at all: the payload is
   a plain str, so nothing else needs to be constructed, and nothing else will be.
+- A math problem is a Problem with a reference final answer (`answer`) and no tests; a
+  problem has one or the other, never both (mathcheck.py compares answers). The answer is
+  the dataset's own field where it has one, kept as published ("025", "\\left( 3, ...
+  \\right)"); GSM8K's is the text after "####" without thousands commas, Minerva's the last
+  \\boxed{} of its solution. Subject or course go to `source`, MATH's level to `difficulty`.
 """
 
 import ast
@@ -56,6 +61,7 @@ import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+import mathcheck
 import sandbox
 
 # ---------------------------------------------------------------- records
@@ -74,6 +80,11 @@ class Problem:
     # complete tests for evaluation only (EvalPlus's "plus" idea): `tests` are what the
     # reward sees and may miss cases; empty when the source has no more than `tests`
     plus_tests: list = field(default_factory=list)
+    # reference final answer of a math problem (its tests are empty); "" for a code problem
+    answer: str = ""
+    # when the problem was published (ISO 8601, as the source writes it; LiveCodeBench's
+    # contest_date): eval.py's --date_from/--date_to window against contamination
+    date: str = ""
 
 
 @dataclass
@@ -338,7 +349,10 @@ def _checked(tests, field_name):
 
 
 def _make_problem(**fields):
-    if not fields["tests"]:
+    """A Problem: a code problem needs tests; a math problem (answer non-empty) has none."""
+    if fields.get("answer") and fields["tests"]:
+        raise BadRecord("answer", "a problem has tests (code) or an answer (math), not both")
+    if not fields["tests"] and not fields.get("answer"):
         raise BadRecord("tests", "problem has no tests", "no tests")
     return Problem(**fields)
 
@@ -486,6 +500,7 @@ def _from_lcb(rec, default_id):
     return _make_problem(
         id=str(rec.get("question_id") or default_id), statement=statement, tests=tests,
         starter_code=starter, difficulty=_opt_str(rec, "difficulty"),
+        date=_opt_str(rec, "contest_date"),
         source=f"livecodebench/{_opt_str(rec, 'platform') or 'unknown'}",
         entry_point=_entry_of(tests))
 
@@ -569,8 +584,103 @@ def _from_problems(rec, default_id):
             if rec.get("plus_tests") is not None else [])
     return _make_problem(
         id=str(_need(rec, "id", (str, int))), statement=_need(rec, "statement"), tests=tests,
-        plus_tests=plus, **{k: _opt_str(rec, k) for k in
-                            ("starter_code", "difficulty", "source", "entry_point", "solution")})
+        plus_tests=plus, answer=_need(rec, "answer") if rec.get("answer") is not None else "",
+        **{k: _opt_str(rec, k) for k in
+           ("starter_code", "difficulty", "source", "entry_point", "solution", "date")})
+
+
+# ---------------------------------------------------------------- math loaders
+
+
+def _final(value, field_name):
+    """A reference final answer: a non-empty str (an int, as some copies store it, as text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise BadRecord(field_name, f"expected str, got {type(value).__name__}")
+    if not value.strip():
+        raise BadRecord(field_name, "empty answer", f"empty field '{field_name}'")
+    return value.strip()
+
+
+def _from_math500(rec, default_id):
+    """MATH-500 (PRM800K's test split, also HuggingFaceH4/MATH-500): `answer` is the boxed
+    LaTeX of the solution; `level` (1-5) -> difficulty "level N", `subject` -> source."""
+    level, subject = rec.get("level"), _opt_str(rec, "subject")
+    return _make_problem(
+        id=_opt_str(rec, "unique_id") or default_id, statement=_need(rec, "problem"), tests=[],
+        answer=_final(_need(rec, "answer", (str, int)), "answer"),
+        solution=_opt_str(rec, "solution"), source=f"math500/{subject}" if subject else "math500",
+        difficulty=f"level {level}" if isinstance(level, int) else str(level or "").lower())
+
+
+def _from_gsm8k(rec, default_id):
+    """GSM8K (openai/grade-school-math, openai/gsm8k): `answer` is the worked solution, calculator
+    notes <<...>> and all, ending in "#### <final>"; the final, commas removed, is the answer."""
+    worked = _need(rec, "answer")
+    if "####" not in worked:
+        raise BadRecord("answer", "no '#### <final answer>' line", "no '####' in 'answer'")
+    final = _final(worked.rsplit("####", 1)[1].replace(",", ""), "answer")
+    return _make_problem(id=default_id, statement=_need(rec, "question"), tests=[],
+                         answer=final, solution=worked, source="gsm8k")
+
+
+def _from_aime2024(rec, default_id):
+    """AIME 2024 as Qwen2.5-Math's evaluation ships it (aime24/test.jsonl, 30 rows): `answer` is
+    three digits, zero-padded ("025"), kept so (mathcheck reads it as 25). The id is read from
+    the AoPS `url` ("2024-I-13"), since the file's `id` does not follow the problem numbers."""
+    m = re.search(r"(\d{4})_AIME_(I+)_Problems/Problem_(\d+)", _opt_str(rec, "url"))
+    return _make_problem(
+        id="-".join(m.groups()) if m else str(rec.get("id") or default_id),
+        statement=_need(rec, "problem"), tests=[],
+        answer=_final(_need(rec, "answer", (str, int)), "answer"),
+        solution=_opt_str(rec, "solution"), source="aime2024")
+
+
+def _from_minerva_math(rec, default_id):
+    """Minerva's MIT OCW problems (Qwen2.5-Math's minerva_math/test.jsonl): no answer field; the
+    answer is the last \\boxed{} of `solution`, as Qwen2.5-Math's loader takes it (a unit written
+    outside the box is not part of it). The course (`type`) goes to source."""
+    solution = _need(rec, "solution")
+    answer = mathcheck.extract_answer(solution)
+    if not answer:
+        raise BadRecord("solution", "no \\boxed{} answer in the solution", "no boxed answer")
+    course = _opt_str(rec, "type")
+    return _make_problem(
+        id=f"minerva_math/{rec['idx']}" if isinstance(rec.get("idx"), int) else default_id,
+        statement=_need(rec, "problem"), tests=[], answer=answer, solution=solution,
+        source=f"minerva_math/{course}" if course else "minerva_math")
+
+
+# DAPO-Math-17k wraps each problem in its own answer-format instructions (a last line
+# "Answer: ..."); our prompts give theirs, so the loader takes the problem out of the wrapper.
+_DAPO_HEAD = ("Solve the following math problem step by step. The last line of your response "
+              "should be of the form Answer: $Answer (without quotes) where $Answer is the "
+              "answer to the problem.\n\n")
+_DAPO_TAIL = '\n\nRemember to put your answer on its own line after "Answer:".'
+
+
+def _from_dapo_math(rec, default_id):
+    """DAPO-Math-17k in verl's RL layout: `prompt` is a chat list whose user message holds the
+    problem (wrapper removed when it is DAPO's, else kept whole), the answer is
+    reward_model.ground_truth, the id extra_info.index (a UUID)."""
+    prompt = _need(rec, "prompt", (list, str))
+    if isinstance(prompt, list):
+        users = [m["content"] for m in prompt if isinstance(m, dict)
+                 and m.get("role") == "user" and isinstance(m.get("content"), str)]
+        if not users:
+            raise BadRecord("prompt", "no user message with text content")
+        prompt = users[-1]
+    if prompt.startswith(_DAPO_HEAD) and prompt.endswith(_DAPO_TAIL):
+        prompt = prompt[len(_DAPO_HEAD):-len(_DAPO_TAIL)]
+    reward = _need(rec, "reward_model", dict)
+    if reward.get("ground_truth") is None:
+        raise BadRecord("reward_model.ground_truth", "missing",
+                        "missing field 'reward_model.ground_truth'")
+    extra = rec.get("extra_info") if isinstance(rec.get("extra_info"), dict) else {}
+    return _make_problem(
+        id=str(extra.get("index") or default_id), statement=prompt, tests=[],
+        answer=_final(reward["ground_truth"], "reward_model.ground_truth"), source="dapo_math")
 
 
 # format name -> (converter, fields whose presence in a first record identifies it)
@@ -582,6 +692,11 @@ PROBLEM_FORMATS = {
     "humaneval": (_from_humaneval, ("prompt", "entry_point", "test")),
     "mbpp": (_from_mbpp, ("text", "test_list")),
     "mbpp_sanitized": (_from_mbpp_sanitized, ("prompt", "test_list")),
+    "math500": (_from_math500, ("problem", "answer", "unique_id")),
+    "aime2024": (_from_aime2024, ("problem", "answer", "url")),
+    "minerva_math": (_from_minerva_math, ("problem", "solution", "type", "idx")),
+    "gsm8k": (_from_gsm8k, ("question", "answer")),  # after aime2024, whose rows have both too
+    "dapo_math": (_from_dapo_math, ("prompt", "reward_model")),
 }
 
 
@@ -590,6 +705,9 @@ FORMAT_NOTES = {
     "mbppplus": "MBPP+ v0.1.0 files hold no expected outputs for base_input/plus_input, so only "
                 "the `assertion` field (MBPP's base tests) is run: a pass rate on these "
                 "problems is not an MBPP+ score.",
+    "dapo_math": "the Hub's DAPO-Math-17k parquet holds each of its 17,917 problems 100 times "
+                 "(1,791,700 rows); the copies load as problems with the same id: deduplicate "
+                 "by id before training or counting.",
 }
 
 

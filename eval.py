@@ -25,7 +25,8 @@ on a large set goes on where it stopped. <run>.json (summary + per-problem recor
 
 Choices and why:
 - prompt_style "rl": the training prompt (prompts.rl_prompt in the chat template); the code
-  is the last ```python block that prompts.parse_response finds, judged exactly as the RL
+  is the ```python block that prompts.parse_response finds (only inside <answer> with
+  answer_only=True, as the paper configs set it), judged exactly as the RL
   outcome reward is (all tests must pass), and format ok is the strict <think>/<answer>
   check of the format reward. Eval and training thus measure the same thing.
 - prompt_style "plain": the completion protocol of base-model HumanEval numbers. The
@@ -78,6 +79,10 @@ gguf_file = ""  # a GGUF file converted into init_from first when init_from does
 benchmark = "humaneval"  # humaneval | toy | path of a problem file
 toy_file = "data/toy/eval.jsonl"  # the toy world's held-out problems (plain Problem JSONL)
 limit = 0  # evaluate the first `limit` problems only; 0 = all
+# a publication window (ISO prefixes, both ends included; "" = open): LiveCodeBench's
+# contest_date against contamination; the paper's window is --date_from=2024-10 --date_to=2025-02
+date_from = ""
+date_to = ""
 prompt_style = "rl"  # rl | plain
 n_samples = 1  # samples per problem; more than 1 needs temperature > 0
 temperature = 0.0  # 0 = greedy
@@ -91,6 +96,7 @@ run_name = ""  # "" = <model>-<benchmark>-<prompt_style>
 save_responses = True  # keep the response texts in the per-problem records
 sandbox_workers = 0  # 0 = this machine's cores / ranks on it
 test_timeout = 6.0  # seconds per test
+answer_only = False  # rl prompt: code only from inside <answer> (as train_grpo's setting)
 program_timeout = 0.0  # seconds for all tests of a program; 0 = no cap but test_timeout per test
 dtype = "auto"  # auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16
 threads = 0  # torch CPU threads per process; 0 = torch's default
@@ -179,14 +185,14 @@ def tokens_to_text(tokenizer, ids, n_chars):
 
 
 def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, workers, limits,
-                   save_responses=True):
+                   save_responses=True, answer_only=False):
     """Generate n_samples responses per problem and judge them; one record per problem.
 
     complete(prompts, seeds) returns one model.GenerationOutput per prompt (the model, or
     a scripted stand-in in tests). A record holds, per sample: passed (all tests pass),
     format_ok (rl; None for plain), response_tokens, truncated (max_new_tokens reached
     before eos, or for plain before a stop sequence), error (why it failed, "" when it
-    passed) and optionally the response."""
+    passed) and optionally the response. answer_only: see prompts.parse_response."""
     rows = [(p, j) for p in problems for j in range(n_samples)]
     asked = [build_prompt(p, tokenizer, style) for p, _ in rows]
     lead = bos_text(tokenizer) if style == "plain" else ""     # chat templates hold their own
@@ -194,7 +200,8 @@ def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, worker
                     [data.seed_hash(seed, "eval", p.id, j) for p, j in rows])
     if style == "rl":    # judged as the RL rewards are: the one parse, run, judge path
         parsed, results = prompts.run_responses([p for p, _ in rows], [o.text for o in outs],
-                                                workers=workers, limits=limits)
+                                                workers=workers, limits=limits,
+                                                answer_only=answer_only)  # the rl style's
         fmt = [p.format_ok for p in parsed]
         tokens = [len(o.response_ids) for o in outs]
         cut_off = [o.truncated for o in outs]
@@ -269,6 +276,25 @@ def append_records(path, records):
         os.fsync(f.fileno())
 
 # ---------------------------------------------------------------- summary and tables
+
+
+def in_window(problems, date_from, date_to, path=""):
+    """The problems published within [date_from, date_to]: ISO prefixes compared on as many
+    characters as the bound has, so "2025-02" takes all of February ("2025-02-28T00:00:00"
+    <= "2025-02" on 7 characters). A window over problems without dates is a SetupError."""
+    if not (date_from or date_to):
+        return problems
+    undated = sum(not p.date for p in problems)
+    if undated == len(problems):
+        raise data.SetupError(f"{path}: --date_from/--date_to given, but no problem has a date "
+                              "(LiveCodeBench's contest_date)")
+    kept = [p for p in problems if p.date and (not date_from or p.date[:len(date_from)] >= date_from)
+            and (not date_to or p.date[:len(date_to)] <= date_to)]
+    if not kept:
+        raise data.SetupError(f"{path}: no problem dated {date_from or '...'} to {date_to or '...'}")
+    print0(f"eval: {len(kept)} of {len(problems)} problems dated {date_from or '...'} to "
+           f"{date_to or '...'}" + (f" ({undated} without a date left out)" if undated else ""))
+    return kept
 
 
 def difficulty_label(difficulty):
@@ -451,6 +477,7 @@ if __name__ == "__main__":
         problems, bench_file, load_stats = load_benchmark(benchmark, toy_file)
     except OSError as e:                 # no such benchmark file
         raise data.SetupError(str(e)) from None
+    problems = in_window(problems, date_from, date_to, bench_file)
     problems = problems[:limit] if limit > 0 else problems
     limits = sandbox_limits(problems, test_timeout, program_timeout)
     ids = [p.id for p in problems]
@@ -510,7 +537,7 @@ if __name__ == "__main__":
     for b in range(n_batches):
         batch = mine[b * per_batch:(b + 1) * per_batch]
         records = evaluate_batch(batch, complete, tokenizer, prompt_style, n_samples, seed,
-                                 workers, limits, save_responses) if batch else []
+                                 workers, limits, save_responses, answer_only) if batch else []
         if dist.is_initialized():
             parts = [None] * world_size
             dist.all_gather_object(parts, records)

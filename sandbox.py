@@ -39,14 +39,23 @@ What is guaranteed:
 - Each test runs in a fresh, confined child: limits on wall and CPU time, memory,
   output, files and tasks; no capabilities; a seccomp allowlist; Landlock on reads
   and writes (no /proc, test files or training data); no secrets in its environment;
-  as root, its own PID namespace, no network, a bounded tmpfs. README says exactly
-  what holds as root, as a normal user, and with per-child uids.
+  as root, its own PID namespace, no network, a bounded tmpfs (as a normal user: no
+  PID or network namespace, an unbounded work dir; see below).
 - The caller never raises for a job's sake: a bad test record, a malformed or huge
   reply, a dead server are that test's result; other jobs are judged as if alone.
 
-This is a guard against programs that a policy writes, not a security boundary
-against a person attacking the machine: it shares the kernel. For hostile humans use
-a VM or gVisor/nsjail-style isolation around the whole trainer.
+What it cannot do. It is a guard against programs a policy writes, not a security
+boundary against a person: children share the host kernel (a kernel bug is an
+escape), can burn CPU and memory up to their limits, and read the Python
+installation; they can `stat` any path (Landlock does not cover metadata), and
+timing channels between concurrent tests exist (none of this can make a pass). With
+a system Python under `/usr`, all of `/usr` is readable, benchmark packages there
+too. Programs return plain data and assert scripts pass them only plain data (MBPP
+task 367 cannot run); a returned iterator is consumed in the child (an endless one
+times out); copy-back covers top-level arguments only; a numpy array compares as a
+list; a script calling a helper the program defines (not in `prelude`) calls the
+program's. As a normal user: no PID or network namespace, an unbounded work dir.
+Against people, run the trainer in a VM or gVisor/nsjail.
 """
 
 # Caller-side pieces that servers never need (subprocess, tqdm, reprlib) are imported

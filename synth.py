@@ -12,6 +12,8 @@ data.load_problems) and writes into --out_dir:
     sample     K samples per problem with the RL prompt, run on the tests -> samples.jsonl
     judge      Yes / No / None flaw verdict per sample (judge model) -> judgments.jsonl
     benchmark  chosen = passed + "No", rejected = failed + "Yes"    -> lcbrb.jsonl
+    correlate  the paper's A.4 test: passed/failed x sound/flawed reasoning, Pearson's
+               chi-square and its p-value                           -> correlation.json
     score      0..1 rubric grade per reasoning (the score baseline) -> scores.jsonl,
                                                    grades_train.jsonl, grades_val.jsonl
 
@@ -33,6 +35,7 @@ LCB-RB on LiveCodeBench (paper: 50 samples at temperature 1.0, a stronger judge)
     torchrun ... synth.py sample --model=DIR --problems=lcb.jsonl --out_dir=out/lcbrb
     torchrun ... synth.py judge --model=DIR --judge_model=JUDGE_DIR (same flags)
     python synth.py benchmark --problems=lcb.jsonl --out_dir=out/lcbrb
+    python synth.py correlate --problems=lcb.jsonl --out_dir=out/lcbrb   (Appendix A.4)
 Score baseline:  synth.py score ... then  train_rm.py --objective=score
     --grades_file=out/od/grades_train.jsonl --val_file=out/od/grades_val.jsonl
 
@@ -71,6 +74,7 @@ Choices and why:
 
 import glob
 import json
+import math
 import os
 import random
 import re
@@ -113,13 +117,15 @@ pair_types = "opt_deg,ori_deg,opt_ori"  # pairs: the kinds to write (paper: all 
 val_fraction = 0.1  # pairs, score: share of problems in the validation files (paper 9:1)
 n_samples = 50  # sample: K per problem (paper: 50)
 sandbox_workers = 0  # sample: sandbox servers per rank; 0: the CPUs shared among local ranks
+answer_only = False  # sample, judge: code only from inside <answer> (prompts.parse_response;
+# keep it the same in both stages, so the judge reads the code that was run)
 skip_one_sided = False  # judge: leave unjudged the problems whose samples all pass or all fail
 score_rewrites = False  # score: grade the kept rewrites too, not only the initial reasonings
 plan = False  # print the GPU memory plan per rank (plan.py) and exit
 gpu_gb = 0.0  # GPU memory per rank for the plan (GiB); 0 = the device's own (none on a CPU)
 force_plan = False  # start even when the plan says the stage does not fit
 
-STAGES = ("reason", "rewrite", "pairs", "sample", "judge", "benchmark", "score")
+STAGES = ("reason", "rewrite", "pairs", "sample", "judge", "benchmark", "correlate", "score")
 STAGE_DEFAULTS = {  # stage: (temperature, max_new_tokens)
     "reason": (0.7, 2048), "rewrite": (0.7, 3072), "sample": (1.0, 4096),
     "judge": (0.0, 512), "score": (0.0, 512)}
@@ -457,16 +463,17 @@ def make_pairs(run, problems, types=PAIR_TYPES, val_fraction=0.1):
 # ---------------------------------------------------------------- sample
 
 
-def sample(run, problems, n_samples=50, sandbox_workers=None):
+def sample(run, problems, n_samples=50, sandbox_workers=None, answer_only=False):
     """n_samples responses per problem to the RL prompt, each run on all of its tests."""
     def finish(payloads, outputs):
         parsed, results = run_responses([problem for problem, _ in payloads],
-                                        [o.text for o in outputs], workers=sandbox_workers)
+                                        [o.text for o in outputs], workers=sandbox_workers,
+                                        answer_only=answer_only)
         return [{"problem_id": problem.id, "index": index,
-                 "status": ("no code" if pr.code is None else
+                 "status": ("no code" if not answered(problem, pr) else
                             "passed" if result.all_passed else "failed"),
                  "passed": result.all_passed, "format_ok": pr.format_ok, "format_error": pr.error,
-                 "statuses": result.statuses if pr.code is not None else [],
+                 "statuses": result.statuses if answered(problem, pr) else [],
                  "first_error": result.first_error, "response": out.text,
                  "truncated": out.truncated, "tokens": len(out.response_ids),
                  "generator": run.generator}
@@ -485,35 +492,43 @@ def one_sided_problems(samples):
     return {pid for pid, seen in outcomes.items() if len(seen) == 1}
 
 
-def unjudged_reason(sample_record, one_sided):
+def answered(problem, parsed):
+    """What the judge checks against the reasoning: the code, or a math problem's final
+    answer (None or "" when the response has none)."""
+    return parsed.final if problem.answer else parsed.code
+
+
+def unjudged_reason(sample_record, one_sided, answer_only=False, problem=None):
     """Why a sample is not shown to the judge ("" when it is)."""
-    parsed = parse_response(sample_record["response"])
+    is_math = bool(problem is not None and problem.answer)
+    parsed = parse_response(sample_record["response"], answer_only=answer_only, math=is_math)
     if not parsed.think:
         return "no reasoning"
-    if parsed.code is None:
-        return "no code"
+    if not (parsed.final if is_math else parsed.code is not None):
+        return "no final answer" if is_math else "no code"
     if sample_record["problem_id"] in one_sided:
         return "one-sided problem"
     return ""
 
 
-def judge(run, problems, skip_one_sided=False):
+def judge(run, problems, skip_one_sided=False, answer_only=False):
     """The judge's Yes / No / None verdict and justification for every sample."""
     by_id = {p.id: p for p in problems}
     samples = stage_records(run.out_dir, "samples", by_id, kept_only=False)
     one_sided = one_sided_problems(samples) if skip_one_sided else set()
 
     def prompt_of(s):
-        if unjudged_reason(s, one_sided):
+        problem = by_id[s["problem_id"]]
+        if unjudged_reason(s, one_sided, answer_only, problem):
             return None
-        parsed = parse_response(s["response"])
-        return judge_prompt(by_id[s["problem_id"]], parsed.think, parsed.code)
+        parsed = parse_response(s["response"], answer_only=answer_only, math=bool(problem.answer))
+        return judge_prompt(problem, parsed.think, answered(problem, parsed))
 
     def finish(payloads, outputs):
         records = []
         for s, out in zip(payloads, outputs):
             if out is None:
-                why = unjudged_reason(s, one_sided)
+                why = unjudged_reason(s, one_sided, answer_only, by_id[s["problem_id"]])
                 verdict, justification, status = "unjudged", why, f"unjudged ({why})"
             else:
                 verdict, justification = parse_judge(out.text)
@@ -585,6 +600,67 @@ def make_benchmark(run, problems):
         print(f"benchmark: {key}: {n}")
     print(f"benchmark: {len(pairs)} pairs -> {os.path.join(run.out_dir, 'lcbrb.jsonl')}", flush=True)
     return pairs
+
+# ---------------------------------------------------------------- correlate (Appendix A.4)
+
+
+def pearson_chi2_2x2(table):
+    """Pearson's chi-square test of independence on a 2x2 table [[a, b], [c, d]], 1 degree
+    of freedom, without a continuity correction:
+
+        chi2 = sum over cells (O - E)^2 / E,  E = row total * column total / N
+             = N (ad - bc)^2 / ((a+b)(c+d)(a+c)(b+d))
+        p    = P(X > chi2) for X ~ chi-square(1) = erfc(sqrt(chi2 / 2))
+
+    Returns (chi2, p); (nan, nan) when a row or column is empty (no test is possible).
+    scipy.stats.chi2_contingency applies Yates' correction to 2x2 tables unless
+    correction=False; the paper says "Pearson's chi-square", so this does not."""
+    (a, b), (c, d) = table
+    n, margins = a + b + c + d, (a + b) * (c + d) * (a + c) * (b + d)
+    if margins == 0:
+        return float("nan"), float("nan")
+    chi2 = n * (a * d - b * c) ** 2 / margins
+    return chi2, math.erfc(math.sqrt(chi2 / 2))
+
+
+def correlation_table(samples, judgments):
+    """The A.4 table from sample and judgment records: rows passed / failed (all tests),
+    columns flawless ("No": sound reasoning the code follows) / flawed ("Yes"); samples
+    judged None (code that does not follow its reasoning) or not judged are left out,
+    counted by reason. Returns (table, left_out)."""
+    table, left_out = [[0, 0], [0, 0]], Counter()
+    for s in samples:
+        verdict = judgments[s["id"]]["verdict"] if s["id"] in judgments else "not judged"
+        if verdict not in ("No", "Yes"):
+            left_out[f"judged {verdict}"] += 1
+            continue
+        table[0 if s["passed"] else 1][0 if verdict == "No" else 1] += 1
+    return table, left_out
+
+
+def correlate(run, problems):
+    """correlation.json: the table, chi-square, p-value and the share of flawed reasoning
+    among passed and failed samples (the paper: flawed reasoning goes with wrong code)."""
+    if run.rank != 0:
+        return None
+    by_id = {p.id: p for p in problems}
+    samples = stage_records(run.out_dir, "samples", by_id, kept_only=False)
+    judgments = {j["id"]: j for j in stage_records(run.out_dir, "judgments", by_id, kept_only=False)}
+    table, left_out = correlation_table(samples, judgments)
+    chi2, p = pearson_chi2_2x2(table)
+    share = lambda row: row[1] / sum(row) if sum(row) else float("nan")   # noqa: E731
+    out = {"table": {"passed": {"flawless": table[0][0], "flawed": table[0][1]},
+                     "failed": {"flawless": table[1][0], "flawed": table[1][1]}},
+           "left_out": dict(left_out), "chi2": chi2, "p_value": p, "dof": 1,
+           "flawed_share_passed": share(table[0]), "flawed_share_failed": share(table[1])}
+    path = os.path.join(run.out_dir, "correlation.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(path + ".tmp", path)
+    print(f"correlate: {'':8} flawless flawed\ncorrelate: {'passed':8} {table[0][0]:8} {table[0][1]:6}\n"
+          f"correlate: {'failed':8} {table[1][0]:8} {table[1][1]:6}\ncorrelate: chi2 {chi2:.3f}, "
+          f"p {p:.3g} (1 dof); left out: {tally_text(left_out) or 'none'} -> {path}", flush=True)
+    return out
 
 # ---------------------------------------------------------------- score
 
@@ -693,11 +769,14 @@ if __name__ == "__main__":
             make_pairs(run, problem_list,
                        tuple(t.strip() for t in pair_types.split(",") if t.strip()), val_fraction)
         elif stage == "sample":
-            sample(run, problem_list, n_samples, sandbox_workers or sandbox.default_workers())
+            sample(run, problem_list, n_samples, sandbox_workers or sandbox.default_workers(),
+                   answer_only)
         elif stage == "judge":
-            judge(run, problem_list, skip_one_sided)
+            judge(run, problem_list, skip_one_sided, answer_only)
         elif stage == "benchmark":
             make_benchmark(run, problem_list)
+        elif stage == "correlate":
+            correlate(run, problem_list)
         else:
             score(run, problem_list, score_rewrites, val_fraction)
     except (LoadError, FileNotFoundError) as e:

@@ -93,13 +93,17 @@ eval_file = "data/toy/eval.jsonl"  # held-out problems for greedy pass@1 ("" = n
 out_dir = "out/toy_pgrpo"
 reward_mode = "posterior"  # outcome | posterior | soft | additive
 w_format, w_outcome, w_think = 1.0, 1.0, 1.0  # weights of Rf, Ro and the Rt term
+# > 0 adds the execution-feedback term w_exec * E (execution_reward; ours: the paper's ACL
+# version names a "compiler-based reward" without a formula). Alone with reward_mode=outcome
+# it is that baseline; with posterior it is "ReCode + Compiler". It runs every test.
+w_exec = 0.0
 prompts_per_step = 8  # paper: 32
 group_size = 8
 max_new_tokens = 192  # paper: 4096
 max_prompt_tokens = 512
 temperature = 1.0  # rollouts'; the loss's log-probs are taken at it too
 top_p = 1.0
-learning_rate = 5e-5  # paper: 1e-6 for a 7B model; a tiny model needs larger steps
+learning_rate = 1e-4  # paper: 1e-6 for a 7B model; the toy policy: chosen on outcome-only runs
 warmup_steps = 0
 weight_decay = 0.0
 grad_clip = 1.0  # 0 disables clipping (the norm is still logged)
@@ -130,6 +134,9 @@ keep_rollout_copy = True  # FSDP: keep the unsharded bf16 copy for generation be
 ckpt_interval = 20  # steps between checkpoints (and at the end)
 sandbox_workers = 0  # 0 = this machine's cores / ranks on it
 test_timeout = 6.0  # seconds per test
+answer_only = False  # True: code only from inside <answer> (the paper's "extracted answer";
+# False, ours: the last python block anywhere when the format is broken, so Ro = 1 with
+# Rf = 0 can happen; prompts.parse_response)
 rm_max_length = 4096
 rm_batch_size = 8
 rm_placement = "gpu"  # gpu: a copy on each rank's device; cpu: kept in host RAM, moved in to score
@@ -171,18 +178,38 @@ def gate(mode, outcome, pass_rate):
     return GATES[mode](outcome, pass_rate)
 
 
-def gated_reward(fmt, outcome, think, pass_rate, mode, w_format=1.0, w_outcome=1.0, w_think=1.0):
-    """The per-response reward, R = wf*Rf + wo*Ro + wt*g*Rt with g = gate(mode, Ro, P_o):
+def gated_reward(fmt, outcome, think, pass_rate, mode, w_format=1.0, w_outcome=1.0, w_think=1.0,
+                 execution=None, w_exec=0.0):
+    """The per-response reward, R = wf*Rf + wo*Ro + wt*g*Rt (+ we*E) with g = gate(mode, Ro, P_o):
 
         outcome:    R = wf*Rf + wo*Ro                     (GRPO baseline)
         posterior:  R = wf*Rf + wo*Ro + wt*Ro*Rt          (P-GRPO, Eq. 1)
         soft:       R = wf*Rf + wo*Ro + wt*P_o*Rt         (P_o: share of tests passed)
         additive:   R = wf*Rf + wo*Ro + wt*Rt             (ungated: invites reward hacking)
 
+    and, when w_exec > 0, the execution-feedback term we*E (execution_reward), ungated.
     Rt may be anything (NaN included) where g = 0: it is never looked at there."""
     g = gate(mode, outcome, pass_rate)
     thinking = torch.where(g > 0, g * think, torch.zeros_like(think))
-    return w_format * fmt + w_outcome * outcome + w_think * thinking
+    reward = w_format * fmt + w_outcome * outcome + w_think * thinking
+    return reward + w_exec * execution if w_exec else reward
+
+
+def execution_reward(statuses):
+    """E in [0, 1], a dense reward from running the program on every test's input (ours:
+    the paper gives no formula):
+
+        E = (1/3) [it compiles] + (1/3) [no test raised, timed out or hit a limit]
+            + (1/3) (share of tests passed)
+
+    statuses: the sandbox's status per test (None: no program, E = 0). A syntax error is
+    "does not compile" and scores 0 (nothing ran); a wrong answer still runs cleanly. So a
+    program that runs but answers wrong earns 2/3 against 1/3 for one that crashes, the
+    gradient toward code that at least executes that such a reward is meant to give."""
+    if not statuses or "syntax_error" in statuses:
+        return 0.0
+    clean = all(st in ("passed", "wrong_answer") for st in statuses)
+    return (1 + clean + statuses.count("passed") / len(statuses)) / 3
 
 
 def group_advantages(rewards, group_size, std_normalize=True, eps=1e-6):
@@ -365,6 +392,8 @@ def reward_terms(parsed, results):
     fault (a malformed test record), logged apart."""
     return dict(fmt=torch.tensor([float(p.format_ok) for p in parsed]),
                 outcome=torch.tensor([float(r.all_passed) for r in results]),
+                execution=torch.tensor([execution_reward(r.statuses if p.code is not None else None)
+                                        for p, r in zip(parsed, results)]),
                 pass_rate=torch.tensor([r.pass_rate for r in results]),
                 bad_tests=sum("bad test" in r.first_error for r in results))
 
@@ -479,6 +508,13 @@ def nan_mean(total, count):
     return total / count if count else float("nan")
 
 
+def nan_sd(total, total_sq, count):
+    """Sample standard deviation from a sum and a sum of squares (NaN below 2 values)."""
+    if count < 2:
+        return float("nan")
+    return math.sqrt(max(total_sq - total * total / count, 0.0) / (count - 1))
+
+
 def evaluate(model, tokenizer, problems, step, rm, rm_tokenizer, device, rank, world_size):
     """Greedy pass@1 on the tests the reward sees and on the plus tests (a problem's
     complete tests where it has them, as EvalPlus's HE / HE+), format rate, mean response
@@ -486,12 +522,14 @@ def evaluate(model, tokenizer, problems, step, rm, rm_tokenizer, device, rank, w
     probs, outs = rollout(model, tokenizer, problems, 1, step, eval_max_new_tokens or max_new_tokens,
                           True, device, rank, world_size, eval_batch_size)
     texts = [o.text for o in outs]
-    parsed, results = prompts.run_responses(probs, texts, workers=workers, limits=limits)
+    parsed, results = prompts.run_responses(probs, texts, workers=workers, limits=limits,
+                                            answer_only=answer_only)
     extra = [i for i, p in enumerate(probs) if p.plus_tests]    # the rest: plus = base tests
     plus = list(results)
     for i, r in zip(extra, prompts.run_responses(
             [dataclasses.replace(probs[i], tests=probs[i].plus_tests) for i in extra],
-            [texts[i] for i in extra], workers=workers, limits=limits)[1]):
+            [texts[i] for i in extra], workers=workers, limits=limits,
+            answer_only=answer_only)[1]):
         plus[i] = r
     terms = reward_terms(parsed, results)
     think = think_scores(rm, rm_tokenizer, probs, parsed, torch.ones(len(outs), dtype=torch.bool),
@@ -515,9 +553,12 @@ def rollout_sums(terms, think, think_seen, rewards, resp_len, truncated):
     passed, has_rt, seen = terms["outcome"] > 0, ~think.isnan(), ~think_seen.isnan()
     rt, rt_seen = torch.nan_to_num(think), torch.nan_to_num(think_seen)
     return {"reward": rewards.sum(), "fmt": terms["fmt"].sum(), "passed": passed.sum(),
+            "execution": terms["execution"].sum(),
             "rt": rt.sum(), "n_rt": has_rt.sum(),
             "rt_pass": rt_seen[passed].sum(), "n_rt_pass": (seen & passed).sum(),
+            "rt_pass_sq": (rt_seen[passed] ** 2).sum(),
             "rt_fail": rt_seen[~passed].sum(), "n_rt_fail": (seen & ~passed).sum(),
+            "rt_fail_sq": (rt_seen[~passed] ** 2).sum(),
             "resp_len": resp_len.sum(), "truncated": truncated.sum(),
             "bad_tests": terms["bad_tests"], "n": len(rewards)}
 
@@ -529,10 +570,15 @@ def train_record(step, m, lr, grad_norms, times):
     return {
         "kind": "train", "step": step, "reward": m["reward"] / n,
         "reward_format": m["fmt"] / n, "reward_outcome": m["passed"] / n,
+        "reward_execution": m["execution"] / n,
         "reward_think": nan_mean(m["rt"], m["n_rt"]), "rm_gate_share": m["n_rt"] / n,
         "pass_rate": m["passed"] / n, "format_rate": m["fmt"] / n,
         "think_passing": nan_mean(m["rt_pass"], m["n_rt_pass"]),
         "think_failing": nan_mean(m["rt_fail"], m["n_rt_fail"]),
+        # how many samples those two means have, and their spread: the alarm's noise
+        "think_passing_n": int(m["n_rt_pass"]), "think_failing_n": int(m["n_rt_fail"]),
+        "think_passing_sd": nan_sd(m["rt_pass"], m["rt_pass_sq"], m["n_rt_pass"]),
+        "think_failing_sd": nan_sd(m["rt_fail"], m["rt_fail_sq"], m["n_rt_fail"]),
         "resp_len_mean": m["resp_len"] / n, "resp_len_max": int(m["resp_len_max"]),
         "truncated_share": m["truncated"] / n, "bad_tests": int(m["bad_tests"]),
         "loss": m["loss"], "clip_low": m["clipped_low"] / tok, "clip_high": m["clipped_high"] / tok,
@@ -548,6 +594,7 @@ HACK_RT_RISE = 0.05    # failing samples' Rt up by this much from one window to 
 HACK_PASS_STALL = 0.02  # ... while the pass rate rose by at most this much
 HACK_GAP_RATIO = 0.5    # the passing-minus-failing Rt gap fell to half of the run's first
 HACK_MIN_GAP = 0.05     # (only when the first window had a gap of at least this much)
+HACK_Z = 3.0            # and either change is at least 3 standard errors of itself
 
 
 def watched(outcome, scored, step, first_index, share):
@@ -559,9 +606,28 @@ def watched(outcome, scored, step, first_index, share):
     return pick & (outcome == 0) & ~scored
 
 
-def _window_mean(records, key):
-    vals = [r[key] for r in records if r.get(key) is not None and not math.isnan(r[key])]
-    return sum(vals) / len(vals) if len(vals) * 2 >= len(records) else None  # half measured
+def window_stats(records, key):
+    """(mean, standard error) of `key` over a window of step records, or None when fewer
+    than half its steps measured it. With `key`_n and `key`_sd in the records (Rt: a few
+    samples a step) the mean pools the samples and the error is that of the pooled mean;
+    without them (the pass rate, over the whole rollout) each step is one value, error 0."""
+    rows = [r for r in records if r.get(key) is not None and not math.isnan(r[key])]
+    if len(rows) * 2 < len(records):
+        return None
+    if not all(r.get(f"{key}_n") for r in rows):
+        return sum(r[key] for r in rows) / len(rows), 0.0
+    n = sum(r[f"{key}_n"] for r in rows)
+    mean = sum(r[f"{key}_n"] * r[key] for r in rows) / n
+    sq = sum(r[f"{key}_n"] * (r[key] ** 2 + (r[f"{key}_sd"] if r[f"{key}_n"] > 1 else 0.0) ** 2)
+             for r in rows)
+    return mean, math.sqrt(max(sq / n - mean ** 2, 0.0) / n)
+
+
+def _gap_stats(records):
+    passing, failing = window_stats(records, "think_passing"), window_stats(records, "think_failing")
+    if passing is None or failing is None:
+        return None
+    return passing[0] - failing[0], math.hypot(passing[1], failing[1])
 
 
 def hacking_alarm(history, window):
@@ -570,32 +636,42 @@ def hacking_alarm(history, window):
     Two rules over windows of `window` steps (a window counts when at least half its
     steps have the values measured; before two full windows there is no alarm):
     - "Rt of failing code climbs while the pass rate stalls": think_failing's mean over the
-      last window exceeds the window before by >= HACK_RT_RISE (0.05) while pass_rate's
-      mean rose by <= HACK_PASS_STALL (0.02). The reward model is learning to like what
-      fails: the ungated additive reward pays the policy for exactly that.
+      last window exceeds the window before by >= HACK_RT_RISE (0.05) and by >= HACK_Z (3)
+      standard errors of the rise, while pass_rate's mean rose by <= HACK_PASS_STALL
+      (0.02). The reward model is learning to like what fails: the ungated additive
+      reward pays the policy for exactly that.
     - "the passing-failing Rt gap closes": think_passing - think_failing averaged over the
       last window is at most HACK_GAP_RATIO (1/2) of the same over the run's first window,
-      which was >= HACK_MIN_GAP (0.05): the reasoning score no longer tells right code from
-      wrong (the paper's Fig. 4d, watched while it happens).
+      which was >= HACK_MIN_GAP (0.05), and the fall is >= HACK_Z standard errors: the
+      reasoning score no longer tells right code from wrong (the paper's Fig. 4d, watched
+      while it happens).
+    The standard errors come from the samples behind each mean (window_stats): the monitor
+    scores about monitor_share x (failing samples) a step, a handful on a small run, so a
+    window mean moves by a few hundredths from noise alone. Measured on the toy world
+    before the error test: a 0.05 rise alone fired in healthy outcome and posterior runs.
     think_failing is measured in every mode because the monitor scores a share of failing
     samples for the log only (monitor_share)."""
     if window <= 0 or len(history) < 2 * window:
         return False, ""
     last, before = history[-window:], history[-2 * window:-window]
     reasons = []
-    rt_now, rt_before = _window_mean(last, "think_failing"), _window_mean(before, "think_failing")
-    pass_now, pass_before = _window_mean(last, "pass_rate"), _window_mean(before, "pass_rate")
-    if None not in (rt_now, rt_before, pass_now, pass_before) and \
-            rt_now - rt_before >= HACK_RT_RISE and pass_now - pass_before <= HACK_PASS_STALL:
-        reasons.append(f"Rt of failing code {rt_before:.3f} -> {rt_now:.3f} while the pass rate "
-                       f"went {pass_before:.3f} -> {pass_now:.3f}")
-    gaps = [dict(gap=r["think_passing"] - r["think_failing"]) for r in history
-            if r.get("think_passing") is not None and r.get("think_failing") is not None]
-    gap_first = _window_mean(gaps[:window], "gap") if len(gaps) >= 2 * window else None
-    gap_now = _window_mean(gaps[-window:], "gap") if gap_first is not None else None
-    if gap_first is not None and gap_now is not None and gap_first >= HACK_MIN_GAP and \
-            gap_now <= HACK_GAP_RATIO * gap_first:
-        reasons.append(f"passing-failing Rt gap {gap_first:.3f} -> {gap_now:.3f}")
+    rt_now, rt_before = window_stats(last, "think_failing"), window_stats(before, "think_failing")
+    pass_now, pass_before = window_stats(last, "pass_rate"), window_stats(before, "pass_rate")
+    if None not in (rt_now, rt_before, pass_now, pass_before):
+        rise, noise = rt_now[0] - rt_before[0], math.hypot(rt_now[1], rt_before[1])
+        if rise >= max(HACK_RT_RISE, HACK_Z * noise) and \
+                pass_now[0] - pass_before[0] <= HACK_PASS_STALL:
+            reasons.append(f"Rt of failing code {rt_before[0]:.3f} -> {rt_now[0]:.3f} "
+                           f"(+-{noise:.3f}) while the pass rate went {pass_before[0]:.3f} -> "
+                           f"{pass_now[0]:.3f}")
+    both = [r for r in history if not any(r.get(k) is None or math.isnan(r[k])
+                                          for k in ("think_passing", "think_failing"))]
+    gap_first = _gap_stats(both[:window]) if len(both) >= 2 * window else None
+    gap_now = _gap_stats(both[-window:]) if gap_first is not None else None
+    if gap_first is not None and gap_now is not None and gap_first[0] >= HACK_MIN_GAP and \
+            gap_now[0] <= HACK_GAP_RATIO * gap_first[0] and \
+            gap_first[0] - gap_now[0] >= HACK_Z * math.hypot(gap_first[1], gap_now[1]):
+        reasons.append(f"passing-failing Rt gap {gap_first[0]:.3f} -> {gap_now[0]:.3f}")
     return bool(reasons), "; ".join(reasons)
 
 
@@ -789,8 +865,8 @@ if __name__ == "__main__":
 
         # -------- rewards: the sandbox (Rf, Ro) runs while the frozen log-probs are taken
         judged = sandbox_thread.submit(prompts.run_responses, probs, [o.text for o in outs],
-                                       workers=workers, limits=limits,
-                                       stop_on_failure=reward_mode != "soft")  # soft: exact P_o
+                                       workers=workers, limits=limits, answer_only=answer_only,
+                                       stop_on_failure=reward_mode != "soft" and not w_exec)  # exact P_o
         old_lp = {} if on_policy else frozen_logprobs(policy, seqs, minis, pad_id, device, autocast)
         ref_lp = {} if ref is None else frozen_logprobs(ref, seqs, minis, pad_id, device, autocast)
         t_old = time.time()
@@ -805,7 +881,7 @@ if __name__ == "__main__":
         think = torch.where(scored, think_seen, torch.full_like(think_seen, float("nan")))
         t_rm = time.time()
         rewards = gated_reward(terms["fmt"], terms["outcome"], think, terms["pass_rate"],
-                               reward_mode, w_format, w_outcome, w_think)
+                               reward_mode, w_format, w_outcome, w_think, terms["execution"], w_exec)
 
         # -------- advantages, over each group (gathered across ranks)
         adv = gather_group_advantages(rewards.to(device), group_size, std_normalize)

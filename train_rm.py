@@ -333,6 +333,34 @@ def evaluate_grades(model, tokenizer, items, device, micro_batch_size=8, max_len
     return {"n": len(items), **grade_metrics(scores, grades), "loss": grade_loss(scores, grades).item()}
 
 
+# RewardBench's example counts for the subsets the paper reports (rewardbench/constants.py):
+# six code subsets of 164 pairs; math-prm holds 447 but counts as 984, "to be equal to code"
+REWARDBENCH_SECTIONS = {"code": {f"hep-{lang}": 164 for lang in
+                                 ("cpp", "go", "java", "js", "python", "rust")},
+                        "math": {"math-prm": 984}}
+
+
+def rewardbench_scores(per_type):
+    """RewardBench's section scores from per-subset accuracies (evaluate_pairs' per_type):
+
+        section = sum_s accuracy_s * count_s / sum_s count_s     over its subsets present
+
+    with its example counts (REWARDBENCH_SECTIONS). The paper's "RewardBench code" is the
+    hep-* section and "RewardBench math" is math-prm; RewardBench's own Reasoning section
+    weighs them by the same counts (984 each), so it is their mean. Sections with no subset
+    present are left out; {} when the file is not RewardBench."""
+    out = {}
+    for section, counts in REWARDBENCH_SECTIONS.items():
+        present = {s: c for s, c in counts.items() if s in per_type and per_type[s]["n"]}
+        if present:
+            out[section] = sum(per_type[s]["accuracy"] * c for s, c in present.items()) / \
+                sum(present.values())
+    if len(out) == len(REWARDBENCH_SECTIONS):
+        out["reasoning"] = sum(out[k] * sum(c.values()) for k, c in REWARDBENCH_SECTIONS.items()) / \
+            sum(sum(c.values()) for c in REWARDBENCH_SECTIONS.values())
+    return out
+
+
 def format_table(results):
     """A text table of {file: evaluate_pairs result}, one row per file and pair type."""
     lines = [f"{'file':<40} {'pair_type':<16} {'n':>6} {'accuracy':>9} {'margin':>9}"]
@@ -425,7 +453,12 @@ if __name__ == "__main__":
         for path, pairs in eval_sets.items():
             results[path] = evaluate_pairs(model, tokenizer, pairs, device,
                                            micro_batch_size, max_length, rank, world_size)
+            results[path]["rewardbench"] = rewardbench_scores(results[path]["per_type"])
         print0(format_table(results))
+        for path, res in results.items():
+            if res["rewardbench"]:
+                print0(f"{path}: RewardBench sections (its example-count weights): " +
+                       ", ".join(f"{k} {v:.4f}" for k, v in res["rewardbench"].items()))
         if is_main():
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "eval_results.json"), "w") as f:

@@ -32,6 +32,7 @@ logprob_chunk = 1024  # positions of [., V=152k] logits made at once
 eval_batch_size = 32  # prompts per generate call in evaluation
 rm_placement = "gpu"  # "cpu" frees 13 GiB per rank between scorings (host RAM: 8 x 13 GiB)
 max_steps = 1600
+answer_only = True  # the paper reads "the extracted answer": code only inside <answer>
 eval_interval = 50
 ckpt_interval = 100
 dtype = "bfloat16"

@@ -8,10 +8,11 @@
 #   5. write report.md (tables, the claims' verdicts, and a plot: the speedrun installs matplotlib
 #      into .venv when a package index answers, and reports without the plot when none does).
 #
-#   bash runs/speedrun_cpu.sh                    # the full run, one seed (17 min 46 s on 2 cores,
-#                                                #   fresh clone; 3 seeds: 36 min)
-#   bash runs/speedrun_cpu.sh --quick            # a smaller run (4 min 51 s on 2 cores, fresh clone)
-#   bash runs/speedrun_cpu.sh --seeds "1 2 3"    # several seeds; the report gives mean and spread
+#   bash runs/speedrun_cpu.sh                    # the full run, one seed (about 19 min on 2 cores
+#                                                #   from a fresh clone: world 6, reward model 2, RL 11)
+#   bash runs/speedrun_cpu.sh --quick            # a smaller run (about 5 min on 2 cores, fresh clone)
+#   bash runs/speedrun_cpu.sh --seeds "1 2 3"    # several seeds, mean and spread (37 min after the
+#                                                #   world, whose build takes 6 more; runs/RESULTS.md)
 #   bash runs/speedrun_cpu.sh --smoke --out DIR  # a few steps of each stage (the test suite's; ~45 s)
 #   bash runs/speedrun_cpu.sh --jobs 8           # runs at a time in the parallel stages (default: cores)
 #

@@ -71,6 +71,7 @@ def test_livecodebench_lite(formats):
     [p] = data.load_problems(formats("livecodebench_code_generation_lite.jsonl"))
     assert (p.id, p.difficulty, p.source, p.entry_point) == ("1873_A", "easy",
                                                            "livecodebench/codeforces", "")
+    assert p.date == "2023-08-21T00:00:00"       # contest_date, for eval.py's date window
     assert p.statement.startswith("There are three cards with letters")
     public, private = p.tests[:1], p.tests[1:]
     assert public == [{"kind": "stdio", "input": "6\nabc\nacb\nbac\nbca\ncab\ncba\n",

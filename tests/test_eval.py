@@ -135,6 +135,11 @@ def test_rl_scoring_gives_one_on_correct_and_zero_on_wrong_solutions():
     records = E.evaluate_batch(problems, scripted(bare, tok), tok, "rl", 1, 0, 2, LIMITS)
     summary = E.summarize(records, [1])
     assert summary["pass_at_k"] == {"1": 1.0} and summary["format_rate"] == 0.0
+    # ... unless answer_only (the paper configs): then only code inside <answer> is run
+    records = E.evaluate_batch(problems, scripted(bare, tok), tok, "rl", 1, 0, 2, LIMITS,
+                               answer_only=True)
+    assert E.summarize(records, [1])["pass_at_k"] == {"1": 0.0}
+    assert all("inside <answer>" in r["error"][0] for r in records)
 
 
 def test_plain_scoring_on_humaneval_canonical_solutions():
@@ -509,3 +514,19 @@ def test_a_missing_model_dir_is_one_line(tmp_path):
     last = fails_cleanly(f"--init_from={tmp_path / 'no-model'}", f"--benchmark={FIXTURE}",
                          f"--out_dir={tmp_path}", "--run_name=t", "--threads=1")
     assert last == f"eval.py: error: {tmp_path / 'no-model'}: no such directory", last
+
+
+def test_date_window_keeps_problems_published_within_it():
+    dated = [data.Problem(id=d, statement="s", tests=[{"kind": "stdio", "input": "", "output": ""}],
+                          date=d) for d in ("2024-09-30T00:00:00", "2024-10-01T00:00:00",
+                                           "2025-02-28T00:00:00", "2025-03-01T00:00:00")]
+    undated = dataclasses.replace(dated[0], id="x", date="")
+    ids = lambda ps: [p.id[:10] for p in ps]                                  # noqa: E731
+    assert ids(E.in_window(dated + [undated], "2024-10", "2025-02")) == ["2024-10-01", "2025-02-28"]
+    assert ids(E.in_window(dated, "2025-02-28", "")) == ["2025-02-28", "2025-03-01"]
+    assert ids(E.in_window(dated, "", "2024")) == ["2024-09-30", "2024-10-01"]
+    assert E.in_window([undated], "", "") == [undated]                        # no window: all
+    with pytest.raises(data.SetupError, match="no problem has a date"):
+        E.in_window([undated], "2024", "")
+    with pytest.raises(data.SetupError, match="no problem dated 2026"):
+        E.in_window(dated, "2026", "")

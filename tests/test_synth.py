@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import random
 import re
@@ -408,6 +409,25 @@ def test_lcbrb_stages_end_to_end(problems, tmp_path):
         ("add", "add/0", "add/1"), ("add", "add/0", "add/2"), ("max_list", "max_list/3", "max_list/0")]
     assert pairs[0].chosen == "SOUND reasoning for add 0" and pairs[0].meta["judge"] == "judge"
 
+    # Appendix A.4 from the same files: passed x (No, Yes) = 4, 1 (add/0, double_stdin/0,1,
+    # max_list/3; double_stdin/2); failed = 1, 3 (max_list/1; add/1,2, max_list/0); None,
+    # invalid and unjudged left out. chi2 = 9 (4*3 - 1*1)^2 / (5*4*5*4) = 2.7225
+    out = synth.correlate(judge_run, three)
+    assert out["table"] == {"passed": {"flawless": 4, "flawed": 1}, "failed": {"flawless": 1, "flawed": 3}}
+    assert out["left_out"] == {"judged None": 1, "judged invalid": 1, "judged unjudged": 1}
+    assert out["chi2"] == pytest.approx(2.7225) and out["p_value"] == pytest.approx(0.098943, abs=1e-5)
+    assert json.load(open(tmp_path / "correlation.json"))["table"] == out["table"]
+
+
+def test_pearson_chi2_by_hand():
+    # [[10, 20], [30, 40]]: 100 (400 - 600)^2 / (30 * 70 * 40 * 60) = 0.79365
+    chi2, p = synth.pearson_chi2_2x2([[10, 20], [30, 40]])
+    assert chi2 == pytest.approx(0.793651, rel=1e-5) and p == pytest.approx(0.372998, abs=1e-5)
+    # [[1, 0], [0, 1]]: chi2 = 2, p = erfc(1) = 0.157299; at chi2(1)'s 5% value p = 0.05
+    assert synth.pearson_chi2_2x2([[1, 0], [0, 1]]) == pytest.approx((2.0, 0.157299), abs=1e-6)
+    assert synth.pearson_chi2_2x2([[30, 10], [10, 30]])[0] == pytest.approx(20.0)
+    assert all(math.isnan(x) for x in synth.pearson_chi2_2x2([[3, 0], [5, 0]]))  # an empty column
+
 
 def test_skip_one_sided_leaves_them_unjudged(problems, tmp_path):
     def policy(prompt, seed):
@@ -492,6 +512,7 @@ BAD_PROBLEM_FILES = [  # one case per stage: every stage reads the problem file
     ("sample", WRONG_TYPES.encode(), r"no problems: all 2 record\(s\) left out"),
     ("judge", b"", r"no problems: the file holds no records$"),
     ("benchmark", LATIN1, r"line 3: not UTF-8"),
+    ("correlate", b"\n\n", r"no problems: the file holds no records$"),
     ("score", WRONG_TYPES.encode(), r"no problems: all 2 record\(s\) left out")]
 
 
@@ -542,6 +563,8 @@ def unfinished_reasoning(out):
     ("judge", samples_of_other_problems,
      r"samples\.jsonl, file: no record to use: all 2 left out: problem not in --problems/--limit 2$"),
     ("benchmark", latin1_judgments, r"judgments\.jsonl, line 2: not UTF-8: byte 0xe9"),
+    ("correlate", samples_of_other_problems,
+     r"samples\.jsonl, file: no record to use: all 2 left out: problem not in --problems/--limit 2$"),
     ("score", unfinished_reasoning, r"reasoning\.jsonl, file: part files of an unfinished run")])
 def test_a_stage_stops_on_an_earlier_stage_file_it_cannot_use(tiny, tmp_path, stage, make, message):
     out = tmp_path / "out"
@@ -734,3 +757,40 @@ def test_memory_plan_prints_and_refuses(tmp_path):
     refused = run("--gpu_gb=0.001")
     assert refused.returncode == 1 and "over the 0.001 GiB given" in refused.stderr
     assert not os.path.exists(tmp_path / "out" / "reasoning.jsonl")
+
+
+def test_math_problems_go_through_sample_judge_benchmark_and_correlate(tmp_path):
+    """The LCB-RB stages on problems with a final answer: the sample is judged by its answer,
+    the judge sees the reasoning and the final answer (not code), pairs and the A.4 table
+    follow. Scripted: k = 0 right and sound, 1 wrong and flawed, 2 right but flawed, 3 no box."""
+    from data import Problem
+    maths = [Problem(id=f"m{i}", statement=f"What is {i} + {i}?", tests=[], answer=str(2 * i))
+             for i in (1, 2)]
+    plan = {0: (True, "SOUND"), 1: (False, "FLAWED"), 2: (True, "FLAWED"), 3: (True, None)}
+    seeds = {seed_hash(3, "samples", f"{p.id}/{k}"): (p, k) for p in maths for k in plan}
+
+    def policy(prompt, seed):
+        assert "Solve this math problem" in prompt and "\\boxed" in prompt
+        p, k = seeds[seed]
+        right, marker = plan[k]
+        value = p.answer if right else p.answer + "1"
+        if marker is None:
+            return f"<think>x</think><answer>{value}</answer>"        # no box: the section is it
+        return f"<think>{marker} reasoning</think>\n<answer>\\boxed{{{value}}}</answer>"
+
+    def judge(prompt, seed):
+        assert "math problem" in prompt and "## Final answer" in prompt and "## Code" not in prompt
+        return ("No\nok" if "SOUND reasoning" in prompt else
+                "Yes\nwrong step" if "FLAWED reasoning" in prompt else "None\nunrelated")
+
+    run = synth.Run(str(tmp_path), complete=scripted(policy), batch_size=4, seed=3)
+    samples = {s["id"]: s for s in synth.sample(run, maths, n_samples=4, sandbox_workers=1)}
+    assert [samples[f"m2/{k}"]["passed"] for k in plan] == [True, False, True, True]
+    assert samples["m2/3"]["status"] == "passed"       # an answer without a box still counts
+    judge_run = synth.Run(str(tmp_path), complete=scripted(judge), batch_size=4, seed=3)
+    verdicts = {j["id"]: j["verdict"] for j in synth.judge(judge_run, maths)}
+    assert [verdicts[f"m1/{k}"] for k in plan] == ["No", "Yes", "Yes", "None"]
+    pairs = synth.make_benchmark(judge_run, maths)
+    assert len(pairs) == 2 and all(p.chosen == "SOUND reasoning" for p in pairs)
+    out = synth.correlate(judge_run, maths)
+    assert out["table"] == {"passed": {"flawless": 2, "flawed": 2}, "failed": {"flawless": 0, "flawed": 2}}

@@ -277,6 +277,17 @@ def test_minimal_speedrun_builds_everything_and_reports(tmp_path):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.decode(ids) == text
         assert from_policy(text, add_special_tokens=False)["input_ids"] == ids
+    # the warm start weighs what a reply copies from the prompt: constants and the called
+    # name where the code defines it, not the same word in the reasoning nor the tags
+    reply = ("<think>\nThe limit is 12.\n</think>\n<answer>\n```python\ndef limit(nums):\n"
+             "    return [min(x, 12) for x in nums]\n```\n</answer>")
+    ids, weights = toy.reply_weights(tok, reply, "limit")
+    assert ids == tok(reply, add_special_tokens=False)["input_ids"] and len(weights) == len(ids)
+    heavy = "".join(tok.decode([i]) for i, w in zip(ids, weights) if w == toy.copy_weight)
+    assert heavy.replace(" ", "") == "12limit12", heavy
+    ids, weights = toy.reply_weights(tok, reply.replace("limit(", "answer("), "answer")
+    heavy = "".join(tok.decode([i]) for i, w in zip(ids, weights) if w == toy.copy_weight)
+    assert heavy.replace(" ", "") == "12answer12", heavy   # not the tags' "answer"
     # a second build with the same recipe finds every stage fresh and rebuilds nothing
     again = subprocess.run([sys.executable, "toy.py", f"--data_dir={out}/toy", *SMOKE_TOY],
                            cwd=REPO, capture_output=True, text=True, timeout=120, env=env)

@@ -287,6 +287,24 @@ def test_policy_loss_gradient_matches_finite_differences():
     assert lp.grad.item() == 0.0
 
 
+def test_execution_reward_by_hand():
+    from train_grpo import execution_reward
+    assert execution_reward(["passed"] * 4) == 1.0                           # (1 + 1 + 1) / 3
+    assert execution_reward(["passed", "wrong_answer", "wrong_answer", "passed"]) == pytest.approx(
+        (1 + 1 + 0.5) / 3)                                                   # runs clean, half right
+    assert execution_reward(["passed", "runtime_error", "timeout", "wrong_answer"]) == \
+        pytest.approx((1 + 0 + 0.25) / 3)                                    # compiles, errors
+    assert execution_reward(["syntax_error"] * 3) == 0.0 and execution_reward(None) == 0.0
+    # in the reward: R = Rf + Ro + we * E, whatever the mode; w_exec = 0 leaves it out
+    fmt, out, pr = torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.5])
+    think, E = torch.tensor([0.5, 0.9]), torch.tensor([1.0, 2.5 / 3])
+    assert gated_reward(fmt, out, think, pr, "outcome", execution=E, w_exec=0.6).tolist() == \
+        pytest.approx([2.6, 1.5])
+    assert gated_reward(fmt, out, think, pr, "posterior", execution=E, w_exec=0.6).tolist() == \
+        pytest.approx([3.1, 1.5])
+    assert gated_reward(fmt, out, think, pr, "outcome", execution=E).tolist() == [2.0, 1.0]
+
+
 def test_passing_code_without_reasoning_gets_rt_zero_not_nan(monkeypatch):
     """A response can pass the tests with no <think> at all: its gate is open, there is
     nothing for the reward model to score, and the reward must stay finite."""
@@ -299,6 +317,10 @@ def test_passing_code_without_reasoning_gets_rt_zero_not_nan(monkeypatch):
     parsed, results = prompts.run_responses([problem] * 2, texts, workers=1)
     s = reward_terms(parsed, results)
     assert s["outcome"].tolist() == [1.0, 0.0] and s["fmt"].tolist() == [0.0, 1.0]
+    # E: every test ran (stop_on_failure=False, as train_grpo asks when w_exec > 0)
+    _, every = prompts.run_responses([problem] * 2, texts, workers=1, stop_on_failure=False)
+    e = reward_terms(parsed, every)["execution"]
+    assert e[0] == 1.0 and e[1] == pytest.approx((2 + every[1].pass_rate) / 3) and e[1] < 1
     for mode in ("posterior", "soft", "additive"):
         scored = gate(mode, s["outcome"], s["pass_rate"]) > 0
         think = think_scores("rm", None, [problem] * 2, parsed, scored, "cpu")
@@ -377,6 +399,30 @@ def test_hacking_alarm_on_scripted_traces():
     assert hacking_alarm(nan, w) == (False, "") and hacking_alarm(hacking, 8) == (False, "")
 
 
+def test_hacking_alarm_weighs_a_rise_against_its_noise():
+    """The same 0.30 -> 0.38 rise of failing code's Rt (pass rate flat): 7 watched samples a
+    step with spread 0.25 is noise (pooled error of each window mean 0.25/sqrt(35) = 0.042,
+    of the rise 0.060, 3 of them 0.179 > 0.08); 100 a step is not (3 errors: 0.047)."""
+    from train_grpo import hacking_alarm, window_stats
+    w = 5
+
+    def noisy(n, sd):
+        return [dict(r, think_failing_n=n, think_failing_sd=sd, think_passing_n=n, think_passing_sd=sd)
+                for r in trace([0.30] * 5 + [0.38] * 5, [0.2] * 10)]
+    assert hacking_alarm(noisy(7, 0.25), w) == (False, "")
+    on, why = hacking_alarm(noisy(100, 0.25), w)
+    assert on and "0.300 -> 0.380 (+-0.016)" in why
+    # pooled by sample counts: 0.2 over 1 sample and 0.5 over 3 -> 0.425; spreads within and between
+    mean, se = window_stats([{"x": 0.2, "x_n": 1, "x_sd": 0.0}, {"x": 0.5, "x_n": 3, "x_sd": 0.1}], "x")
+    var = (0.2 ** 2 + 3 * (0.5 ** 2 + 0.1 ** 2)) / 4 - 0.425 ** 2
+    assert mean == pytest.approx(0.425) and se == pytest.approx(math.sqrt(var / 4))
+    # the gap rule is held to the same test: a gap 0.5 -> 0.2 measured on 2 samples a step
+    closing = [dict(r, think_failing_n=2, think_failing_sd=0.4, think_passing_n=2,
+                    think_passing_sd=0.4) for r in trace([0.3] * 5 + [0.6] * 5, [0.1 + 0.03 * i for i in range(10)])]
+    assert hacking_alarm(closing, w) == (False, "")
+    assert hacking_alarm([dict(r, think_failing_n=200, think_passing_n=200) for r in closing], w)[0]
+
+
 def test_monitor_watches_only_unscored_failing_samples():
     from train_grpo import watched
     outcome = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
@@ -420,6 +466,15 @@ def test_evaluation_reports_plus_tests_apart(monkeypatch):
     monkeypatch.setattr(train_grpo, "limits", sandbox.Limits(), raising=False)
     ev = train_grpo.evaluate(None, None, [lucky, problem], 0, None, None, "cpu", 0, 1)
     assert ev["pass_at_1"] == 1.0 and ev["pass_at_1_plus"] == 0.5 and ev["n"] == 2
+    # code outside <answer> (format broken) is run by default, not with answer_only
+    stray = [M.GenerationOutput(text="```python\ndef add(a, b):\n    return a + b\n```",
+                                prompt_ids=[1], response_ids=[2], truncated=False)] * 2
+    monkeypatch.setattr(train_grpo, "rollout", lambda *a, **k: ([problem, problem], stray))
+    ev = train_grpo.evaluate(None, None, [problem] * 2, 0, None, None, "cpu", 0, 1)
+    assert ev["pass_at_1"] == 1.0 and ev["format_rate"] == 0.0
+    monkeypatch.setattr(train_grpo, "answer_only", True)
+    ev = train_grpo.evaluate(None, None, [problem] * 2, 0, None, None, "cpu", 0, 1)
+    assert ev["pass_at_1"] == 0.0 and ev["pass_at_1_plus"] == 0.0
 
 
 # ----------------------------------------------------------------------------- micro-batches
@@ -536,7 +591,7 @@ def metrics(out_dir, kind="train"):
         return [r for r in map(json.loads, f) if r["kind"] == kind]
 
 
-METRICS = ("reward", "reward_format", "reward_outcome", "reward_think", "rm_gate_share",
+METRICS = ("reward", "reward_format", "reward_outcome", "reward_execution", "reward_think", "rm_gate_share",
            "pass_rate", "format_rate", "think_passing", "think_failing", "resp_len_mean",
            "resp_len_max", "truncated_share", "loss", "clip_low", "clip_high", "clip_dual",
            "approx_kl", "entropy", "grad_norm", "lr", "time_gen", "time_sandbox", "time_rm",

@@ -271,13 +271,25 @@ def test_eval_only_reports_per_pair_type(reference, tmp_path):
     with open(foreign, "w") as f:
         json.dump([{"question": p.prompt, "chosen": p.chosen, "rejected": p.rejected,
                     "label": "bench"} for p in pairs[:10]], f)
+    # RewardBench's rows (prompt, chosen, rejected, *_model, subset, id), code and math subsets
+    rewardbench = str(tmp_path / "rewardbench.jsonl")
+    with open(rewardbench, "w") as f:
+        for i, p in enumerate(pairs[:30]):
+            f.write(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "chosen_model": "human",
+                                "rejected": p.rejected, "rejected_model": "human", "id": i,
+                                "subset": ("hep-python", "hep-go", "math-prm")[i % 3]}) + "\n")
     best = os.path.join(reference, "best")
     out = str(tmp_path / "eval")
     stdout = run_train([f"--init_from={best}", "--eval_only=True", f"--out_dir={out}",
-                        f"--eval_files={TOY},{foreign}"])
+                        f"--eval_files={TOY},{foreign},{rewardbench}"])
     with open(os.path.join(out, "eval_results.json")) as f:
         results = json.load(f)["results"]
-    toy, bench = results[TOY], results[foreign]
+    toy, bench, rb = results[TOY], results[foreign], results[rewardbench]
+    sub = {k: v["accuracy"] for k, v in rb["per_type"].items()}
+    assert rb["rewardbench"] == pytest.approx({
+        "code": (sub["hep-python"] + sub["hep-go"]) / 2, "math": sub["math-prm"],
+        "reasoning": ((sub["hep-python"] + sub["hep-go"]) / 2 + sub["math-prm"]) / 2})
+    assert "RewardBench sections" in stdout and toy["rewardbench"] == {}
     assert toy["n"] == 72 and set(toy["per_type"]) == {"opt_deg", "ori_deg", "opt_ori"}
     assert sum(r["n"] for r in toy["per_type"].values()) == 72
     assert bench["n"] == 10 and list(bench["per_type"]) == ["bench"]
@@ -412,3 +424,16 @@ def test_memory_plan_prints_and_refuses(tmp_path):
     refused = run("--gpu_gb=0.001")
     assert refused.returncode == 1 and "over the 0.001 GiB given" in refused.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_rewardbench_section_scores_by_hand():
+    from train_rm import rewardbench_scores
+    acc = lambda a, n=164: {"accuracy": a, "n": n}                          # noqa: E731
+    per = {f"hep-{l}": acc(a) for l, a in zip(("cpp", "go", "java", "js", "python", "rust"),
+                                              (0.5, 0.6, 0.7, 0.8, 0.9, 1.0))}
+    per["math-prm"] = acc(0.25, 447)
+    got = rewardbench_scores(per)
+    # code: equal counts (164 each) -> the plain mean 0.75; math: 0.25; reasoning: 984 each
+    assert got == pytest.approx({"code": 0.75, "math": 0.25, "reasoning": 0.5})
+    assert rewardbench_scores({"hep-go": acc(0.5), "hep-rust": acc(1.0)}) == {"code": 0.75}
+    assert rewardbench_scores({"opt_deg": acc(0.9)}) == {}
