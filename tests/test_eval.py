@@ -530,3 +530,14 @@ def test_date_window_keeps_problems_published_within_it():
         E.in_window([undated], "2024", "")
     with pytest.raises(data.SetupError, match="no problem dated 2026"):
         E.in_window(dated, "2026", "")
+
+
+def test_math_problems_are_scored_by_their_final_answer():
+    tok = M.make_tiny_tokenizer()
+    maths = with_markers([data.Problem(id=f"m{i}", statement=f"What is {i} squared?", tests=[],
+                                       answer=str(i * i)) for i in (3, 4)])
+    replies = {"m3": "<think>3 times 3.</think><answer>\\boxed{9}</answer>",
+               "m4": "<think>4 times 4.</think><answer>\\boxed{15}</answer>"}
+    records = E.evaluate_batch(maths, scripted(replies, tok), tok, "rl", 1, 0, 1, LIMITS)
+    assert [r["passed"] for r in records] == [[True], [False]]
+    assert E.summarize(records, [1])["format_rate"] == 1.0 and "wrong_answer" in records[1]["error"][0]

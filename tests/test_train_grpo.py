@@ -804,3 +804,24 @@ def test_memory_plan_prints_refuses_and_can_be_forced(tiny_policy, tmp_path):
     assert not os.path.exists(out)
     torchrun(1, args(gpu_gb=0.001, force_plan=True))
     assert len(metrics(out)) == 1
+
+
+def test_math_problems_get_their_outcome_from_the_final_answer(monkeypatch):
+    """Math problems (answer, no tests) through the trainer's reward terms and evaluation:
+    Ro from the boxed answer, no execution term, pass@1 on the answer."""
+    import train_grpo
+    maths = [data.Problem(id="m", statement="What is 6 times 7?", tests=[], answer="42")] * 3
+    texts = ["<think>6 sevens.</think><answer>\\boxed{42}</answer>",
+             "<think>6 sevens.</think><answer>\\boxed{43}</answer>", "It is \\boxed{42}."]
+    parsed, results = prompts.run_responses(maths, texts, workers=1)
+    s = reward_terms(parsed, results)
+    assert s["outcome"].tolist() == [1.0, 0.0, 1.0] and s["fmt"].tolist() == [1.0, 1.0, 0.0]
+    assert s["execution"].tolist() == [0.0, 0.0, 0.0]
+    assert gated_reward(s["fmt"], s["outcome"], torch.tensor([0.5, 0.9, 0.5]), s["pass_rate"],
+                        "posterior").tolist() == [2.5, 1.0, 1.5]
+    outs = [M.GenerationOutput(text=t, prompt_ids=[1], response_ids=[2], truncated=False) for t in texts]
+    monkeypatch.setattr(train_grpo, "rollout", lambda *a, **k: (maths, outs))
+    monkeypatch.setattr(train_grpo, "workers", 1, raising=False)
+    monkeypatch.setattr(train_grpo, "limits", sandbox.Limits(), raising=False)
+    ev = train_grpo.evaluate(None, None, maths, 0, None, None, "cpu", 0, 1)
+    assert ev["pass_at_1"] == pytest.approx(2 / 3) and ev["pass_at_1_plus"] == pytest.approx(2 / 3)
