@@ -93,7 +93,8 @@ def test_missing_config_file(tmp_path):
         configure(defaults(), [str(tmp_path / "nope.py")])
 
 
-SCRIPT_OF = {"pgrpo": "train_grpo", "grpo": "train_grpo", "rm": "train_rm", "eval": "eval"}
+SCRIPT_OF = {"pgrpo": "train_grpo", "grpo": "train_grpo", "rm": "train_rm", "eval": "eval",
+             "sft": "train_sft"}
 
 
 @pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(REPO, "config"))))
