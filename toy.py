@@ -1,5 +1,6 @@
 """
-toy.py: the toy world, a code-RL world small enough to run all of ReCode on a CPU.
+toy.py: the toy world, a code-RL world small enough to run all of ReCode on a CPU, and a
+math world (task="math") beside it.
 
 nanoGPT has shakespeare_char; this is the same idea for code RL. Everything is generated
 here, nothing is downloaded:
@@ -47,13 +48,40 @@ here, nothing is downloaded:
   does not follow the reasoning), pair each flawed+wrong sample with one random
   sound+right sample of the same problem, drop one-sided problems.
 
-Everything lands under data/toy/ and a stage is rebuilt only when its output is missing
-or its recipe (the settings below) changed:
+The math world (task="math", the paper's Sec. 4 on a CPU) is the same machinery on
+problems with a final answer (data.Problem.answer, no tests; prompts.run_responses judges
+the boxed answer with mathcheck). Four families of our own, each with its typical flaw as
+the wrong key constant that the flawed reasoning states and carries to a wrong answer:
+    series     sum of an arithmetic series; off by one: the last term n steps after the
+               first instead of n - 1 (its flawed sums may be fractions)
+    multiples  multiples of k in a range whose first number is one; a missed case: that
+               first number left out
+    discount   a sale price after p% off, a decimal answer; the discount taken for the
+               share that is paid
+    equation   a x + b = c, x an integer or a fraction p/q; a sign error: b moved
+               across with its sign kept
+The reasoning ends on the answer's expression, and the answer evaluates it; a slip is that
+last evaluation off by one unit under the reference reasoning. Rule-made pairs, the split,
+the tokenizer and the warm start are the code world's; the warm-start kinds, in the exact
+shares of `math_mix` (reasons there):
+    right    0.45  sound reasoning, right answer
+    poor     0.15  sound but poor reasoning (a redundant step or a disordered order), right answer
+    flawed   0.20  flawed reasoning (a wrong constant) and the wrong answer it reaches
+    slip     0.20  sound reasoning, a slip in its last step: a wrong answer
+There is no lucky kind: an answer is a complete check, there are no weak tests. The toy
+LCB-RB is built the same way (final answers in place of programs; the judge's "follows"
+is the answer the stated constant leads to).
+
+Everything lands under data_dir (data/toy/; the math world e.g. data/toy_math/) and a
+stage is rebuilt only when its output is missing or its recipe (the settings below)
+changed:
 
     python toy.py                      # build whatever is missing or stale
     python train_rm.py && python train_grpo.py   # then: the reward model, then P-GRPO
     python toy.py --stage=warmstart    # only up to this stage: problems, tokenizer, warmstart, lcbrb
     python toy.py --stage=lcbrb --force=True   # rebuild this stage (and what follows) anyway
+    python toy.py --task=math --data_dir=data/toy_math   # the math world; then point train_rm.py,
+        # train_grpo.py and eval.py at its files (--pairs_file, --init_from, --train_file, ...)
 """
 
 import contextlib
@@ -69,15 +97,18 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import List
 
 import torch
 
 import data
+import mathcheck
 import prompts
 
 # ---------------------------------------------------------------- config
 data_dir = "data/toy"
+task = "code"             # code | math: which toy world to build (module docstring)
 seed = 0
 n_train = 3000            # training problems (at most: some families have fewer)
 n_pair_problems = 800     # training problems that give preference pairs (3 pairs each)
@@ -102,6 +133,12 @@ weak_share = 0.3
 # failures split evenly between a flaw in the reasoning and a bug under sound reasoning:
 # neither paper gives these two figures, they are our round guesses.
 warm_mix = dict(right=0.35, poor=0.15, lucky=0.10, flawed=0.20, buggy=0.20)
+# The math world's warm-start corpus (task="math"). A math problem is judged by its final
+# answer alone, a check that is complete by construction: there are no weak tests, so no
+# lucky pass (flawed reasoning always reaches a wrong answer here). Its 0.10 goes to right,
+# which keeps the code world's 60% passing samples (right + poor) and its even split of the
+# failures between a flaw in the reasoning and a slip under sound reasoning.
+math_mix = dict(right=0.45, poor=0.15, flawed=0.20, slip=0.20)
 # The toy LCB-RB: every held-out problem (226 exist), 16 samples each (the paper: 50). Measured
 # on this world: 150 x 8 gave 49 pairs, 226 x 8 gave 72 (53 s on one thread); the samples are
 # seeded per (problem, k), so 16 holds those 8 and 8 more: about twice the pairs, >= 100.
@@ -110,12 +147,20 @@ lcbrb_samples = 16        # samples per problem
 max_new_tokens = 160
 
 STAGES = ("problems", "tokenizer", "warmstart", "lcbrb")
+TASKS = ("code", "math")
 DISTRACTORS = [
     "Python integers have no fixed size, so overflow is not a concern here.",
     "A list in Python can hold values of any type.",
     "The function could also be written with a while loop instead.",
     "Sorting the input first is possible, though it is not needed.",
     "It is worth remembering that strings in Python are immutable.",
+]
+MATH_DISTRACTORS = [           # irrelevant_path's true but useless steps in the math world
+    "Addition is commutative, so the order of the terms does not matter.",
+    "Every whole number is either even or odd.",
+    "The problem could also be solved by drawing a small table.",
+    "Multiplying by 1 leaves a number unchanged.",
+    "A negative number times a negative number is positive.",
 ]
 
 
@@ -126,7 +171,12 @@ class ToyTask:
     constant that matters), the reference program, a version of both with a wrong
     constant (a consistent factual error), and a program with a small bug. weak: the
     problem's base tests miss the wrong constant (problem.tests is then a part of
-    problem.plus_tests); can_be_weak: they could (whatever weak_share drew)."""
+    problem.plus_tests); can_be_weak: they could (whatever weak_share drew).
+
+    A math task (problem.answer set, see make_math_task) fills the same fields with final
+    answers in place of programs: code is the reference answer, flawed_code the answer the
+    flawed reasoning reaches, buggy_code a slip (the reference reasoning's last step
+    evaluated wrongly); it is never weak."""
     problem: data.Problem
     steps: list
     key: int
@@ -140,6 +190,11 @@ class ToyTask:
     params: tuple = ()
     weak: bool = False
     can_be_weak: bool = False
+
+    @property
+    def math(self):
+        """A math task: its answers are judged by mathcheck, not run."""
+        return bool(self.problem.answer)
 
 
 def _steps(intro, key_step, middle, check, final):
@@ -321,6 +376,8 @@ def make_task(family, params):
     """Build one ToyTask; the plus tests come from the family's own reference computation,
     the base tests are the plus tests or, on a weak problem, the part of them on which
     the flawed program gives the reference's answers (weak_tests)."""
+    if family in MATH_FAMILIES:
+        return make_math_task(family, params)
     fn_family, _ = FAMILIES[family]
     rng = random.Random(f"{family}{params}")
     st, plus, steps, code, const, buggy, difficulty, entry, *flawed = fn_family(rng, *params)
@@ -382,14 +439,138 @@ def passes(code, tests):
     return out
 
 
+# ---------------------------------------------------------------- math families (task="math")
+# Each family returns (statement, steps, value, const, wrong, difficulty, fmt): steps(c) is
+# the reasoning that states the key constant c and carries it through, ending on the
+# expression of the answer (so that evaluating it is the last step, where a slip happens);
+# value(c) the answer that reasoning reaches, exactly (a Fraction); const the right key
+# constant, wrong the family's typical flaw; fmt writes a value as the answer is written.
+def _number(x):
+    """A rational answer as math answers are written: 12, -3, \\frac{7}{3}, -\\frac{7}{3}."""
+    if x.denominator == 1:
+        return str(x.numerator)
+    return f"{'-' if x < 0 else ''}\\frac{{{abs(x.numerator)}}}{{{x.denominator}}}"
+
+
+def _decimal(x):
+    """An amount of money in whole cents, exactly (no float): 42, 42.5, 42.75."""
+    cents = x * 100
+    assert cents.denominator == 1, x
+    whole, rest = divmod(abs(cents.numerator), 100)
+    return f"{'-' if x < 0 else ''}{whole}" + (f".{rest:02d}".rstrip("0") if rest else "")
+
+
+def mfam_series(rng, a, d, n):
+    st = (f"An arithmetic sequence starts at {a}, and each term is {d} more than the one before. "
+          f"What is the sum of its first {n} terms?")
+    def steps(last):
+        return _steps(f"There are {n} terms; the first is {a} and the common difference is {d}.",
+                      f"The last term is {last}.",
+                      ["The sum of an arithmetic series is the number of terms times the average "
+                       "of the first and last terms."],
+                      f"Check: the first and last terms add up to {a} + {last} = {a + last}.",
+                      f"So the sum is {n} * {a + last} / 2.")
+    # the typical flaw, off by one: n steps of d after the first term instead of n - 1 (an
+    # odd n with an odd d gives a flawed sum that is not even a whole number)
+    value = lambda last: Fraction(n * (a + last), 2)        # noqa: E731
+    return st, steps, value, a + (n - 1) * d, a + n * d, "medium", _number
+
+
+def mfam_multiples(rng, k, m, q, r):
+    lo, last = k * m, k * (m + q)
+    hi = last + r
+    st = f"How many multiples of {k} are there from {lo} to {hi}, both ends included?"
+    def steps(first):
+        return _steps(f"We count the numbers from {lo} to {hi} that {k} divides.",
+                      f"The first multiple in the range is {first}.",
+                      [f"The last multiple in the range is {last}, and the multiples go up in steps of {k}."],
+                      f"Check: from {first} to {last} there are ({last} - {first}) / {k} = "
+                      f"{(last - first) // k} steps.",
+                      f"So the count is {(last - first) // k} + 1.")
+    # the typical flaw, a missed case: the range's first number, a multiple itself, left out
+    return st, steps, lambda first: Fraction((last - first) // k + 1), lo, lo + k, "easy", _number
+
+
+def mfam_discount(rng, item, price, off):
+    st = (f"A {item} costs {price} dollars. In a sale it is sold at {off}% off. What is its sale "
+          f"price, in dollars?")
+    def steps(pay):
+        return _steps(f"The full price is {price} dollars and the discount is {off}%.",
+                      f"The buyer pays {pay}% of the full price.",
+                      ["A percentage of a price is the price times the percentage, divided by 100."],
+                      f"Check: {pay}% of 100 dollars would be {pay} dollars.",
+                      f"So the sale price is {price} * {pay} / 100.")
+    # the typical flaw, a wrong constant: the discount taken for the share that is paid
+    return st, steps, lambda pay: Fraction(price * pay, 100), 100 - off, off, "easy", _decimal
+
+
+def mfam_equation(rng, a, b, c):
+    st = f"Solve for x: {a}x + {b} = {c}."
+    def steps(rhs):
+        return _steps(f"The equation is {a}x + {b} = {c}, and x is wanted.",
+                      f"Taking the constant term to the other side leaves {rhs} on the right.",
+                      [f"Then both sides are divided by {a}, the coefficient of x."],
+                      f"Check: {a} times x must give {rhs}.",
+                      f"So x = {rhs} / {a}.")
+    # the typical flaw, a sign error: the constant term moved across with its sign kept
+    return st, steps, lambda rhs: Fraction(rhs, a), c - b, c + b, "hard", _number
+
+
+OFFS = (10, 15, 20, 25, 30, 35, 40, 45, 55, 60, 65, 70, 75, 80, 90)   # not 50: paid = off
+MATH_FAMILIES = {
+    "series": (mfam_series, [(a, d, n) for a in range(1, 10) for d in range(2, 10) for n in range(5, 17)]),
+    "multiples": (mfam_multiples, [(k, m, q, r) for k in range(2, 13) for m in range(2, 7)
+                                   for q in range(2, 8) for r in sorted({0, k // 2, k - 1})]),
+    "discount": (mfam_discount, [(item, p, off) for item in ("jacket", "lamp")
+                                 for p in range(10, 100, 3) for off in OFFS]),
+    "equation": (mfam_equation, [(a, b, c) for a in range(2, 10) for b in range(1, 10)
+                                 for c in range(-9, 21, 2)]),
+}
+
+
+def make_math_task(family, params):
+    """Build one math ToyTask (ToyTask's docstring): no tests, the reference final answer in
+    problem.answer. The slip moves the last step's value by one unit (one, or 1/q for a
+    fraction p/q), away from the flawed answer when it would land on it, so that the three
+    answers differ; every task is checked with the judge's own comparison (right_answer)."""
+    fn_family, _ = MATH_FAMILIES[family]
+    rng = random.Random(f"{family}{params}")
+    st, steps, value, const, wrong, difficulty, fmt = fn_family(rng, *params)
+    right, flawed = value(const), value(wrong)
+    step = rng.choice((-1, 1)) * (Fraction(1, right.denominator) if fmt is _number else 1)
+    slip = right + step if right + step != flawed else right - step
+    problem = data.Problem(id=f"toy_math/{family}/" + "_".join(map(str, params)), statement=st,
+                           tests=[], difficulty=difficulty, source="toy_math",
+                           solution="\n".join(steps(const)), answer=fmt(right))
+    t = ToyTask(problem, steps(const), 1, fmt(right), steps(wrong), fmt(flawed), fmt(slip),
+                str(const), str(wrong), family, tuple(params))
+    if not right_answer(t, t.code) or right_answer(t, t.flawed_code) or right_answer(t, t.buggy_code):
+        raise ValueError(f"{problem.id}: the reference answer must be right, the flawed and slip ones wrong")
+    return t
+
+
+def right_answer(task, answer):
+    """Whether a final answer is the math task's reference answer, compared as the reward
+    compares it (prompts.judge_answer: mathcheck.check): the math world's `passes`."""
+    return mathcheck.check(answer, task.problem.answer)[0]
+
+
+def _families():
+    """The problem families of the world `task` builds."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+    return MATH_FAMILIES if task == "math" else FAMILIES
+
+
 def held_out(family, params):
     """A fixed tenth of the parameter space, chosen by hash: the evaluation problems."""
     return data.seed_hash("held out", family, params) % 10 == 0
 
 
 def all_tasks(split, limit=None, seed_=0):
-    """Tasks of one split ("train" or "eval"), families interleaved in a seeded order."""
-    keys = [(f, p) for f, (_, grid) in FAMILIES.items() for p in grid
+    """Tasks of one split ("train" or "eval") of the world `task` builds, families
+    interleaved in a seeded order."""
+    keys = [(f, p) for f, (_, grid) in _families().items() for p in grid
             if held_out(f, p) == (split == "eval")]
     random.Random(seed_).shuffle(keys)
     return [make_task(f, p) for f, p in keys[:limit]]
@@ -403,7 +584,8 @@ def degrade(task, steps, method, rng):
         steps = [s.replace(task.const, task.wrong) if i == task.key else s
                  for i, s in enumerate(steps)]
     elif method == "irrelevant_path":     # a true but useless step
-        steps.insert(rng.randint(1, len(steps) - 1), rng.choice(DISTRACTORS))
+        useless = MATH_DISTRACTORS if task.math else DISTRACTORS
+        steps.insert(rng.randint(1, len(steps) - 1), rng.choice(useless))
     elif method == "incomplete":          # stop before the conclusion
         steps = steps[:max(2, len(steps) - 2)]
     elif method == "logical_gap":         # drop the key step
@@ -434,10 +616,10 @@ def make_pairs(task, rng):
         y_minus = degrade(task, y_minus, m, rng)
     text = lambda s: "\n".join(s)
     meta = {"initial_flaw": mild, "optimized_by": [MILD_FLAWS[mild]], "degraded_by": [serious] + extra}
-    p = task.problem
-    return [data.Pair(p.statement, text(task.steps), text(y_minus), "opt_deg", "toy", p.id, meta),
-            data.Pair(p.statement, text(y), text(y_minus), "ori_deg", "toy", p.id, meta),
-            data.Pair(p.statement, text(task.steps), text(y), "opt_ori", "toy", p.id, meta)]
+    p = task.problem             # source: "toy", or "toy_math" in the math world
+    return [data.Pair(p.statement, text(task.steps), text(y_minus), "opt_deg", p.source, p.id, meta),
+            data.Pair(p.statement, text(y), text(y_minus), "ori_deg", p.source, p.id, meta),
+            data.Pair(p.statement, text(task.steps), text(y), "opt_ori", p.source, p.id, meta)]
 
 
 def _swap_two(steps, rng):
@@ -448,9 +630,12 @@ def _swap_two(steps, rng):
 
 
 # ---------------------------------------------------------------- completions and judging
-def completion(steps, code):
-    """A response in the RL format."""
+def completion(steps, code, math=False):
+    """A response in the RL format: the code in a python block, or with math=True `code`
+    is a final answer, boxed (what mathcheck.extract_answer reads)."""
     think = "\n".join(steps)
+    if math:
+        return f"<think>\n{think}\n</think>\n<answer>\n\\boxed{{{code}}}\n</answer>"
     return f"<think>\n{think}\n</think>\n<answer>\n```python\n{code}```\n</answer>"
 
 
@@ -462,22 +647,31 @@ def warm_kinds(tasks):
     remainders) and a hashed order of the problems. A lucky pass needs a weak problem (there
     the flawed program passes the base tests), flawed-and-wrong a strong one (anywhere else
     it would be a lucky pass too). If there are too few weak problems, the missing lucky
-    ones become flawed-and-wrong, so that flawed reasoning keeps its share.
+    ones become flawed-and-wrong, so that flawed reasoning keeps its share. Math tasks take
+    math_mix's shares, which hold no lucky kind, and "slip" in place of "buggy".
     Returns (kinds, how many lucky ones were missing)."""
-    quota = _quotas(len(tasks), warm_mix)
+    mix = mix_of(tasks)
+    quota = _quotas(len(tasks), mix)
     order = sorted(range(len(tasks)), key=lambda i: data.seed_hash(seed, "warm kind", tasks[i].problem.id))
     kinds = [None] * len(tasks)
     weak = [i for i in order if tasks[i].weak]
-    for i in weak[:quota["lucky"]]:
+    lucky = quota.get("lucky", 0)
+    for i in weak[:lucky]:
         kinds[i] = "lucky"
-    missing = quota["lucky"] - min(quota["lucky"], len(weak))
+    missing = lucky - min(lucky, len(weak))
     for i in [i for i in order if not tasks[i].weak][:quota["flawed"] + missing]:
         kinds[i] = "flawed"
     rest = [i for i in order if kinds[i] is None]
     n_right, n_poor = quota["right"], quota["poor"]
+    wrong = "slip" if "slip" in mix else "buggy"       # sound reasoning, wrong result
     for j, i in enumerate(rest):
-        kinds[i] = "right" if j < n_right else "poor" if j < n_right + n_poor else "buggy"
+        kinds[i] = "right" if j < n_right else "poor" if j < n_right + n_poor else wrong
     return kinds, missing
+
+
+def mix_of(tasks):
+    """The warm-start shares of these tasks' world: math_mix for math tasks, else warm_mix."""
+    return math_mix if tasks and tasks[0].math else warm_mix
 
 
 def _quotas(n, shares):
@@ -493,22 +687,26 @@ def _quotas(n, shares):
 def warm_completion(task, kind, rng):
     """The warm-start completion of one kind (warm_kinds): sound or flawed reasoning, and
     the code that follows it, or a small bug. A poor one is the reference reasoning with a
-    redundant step or in a jumbled order, and the right code."""
+    redundant step or in a jumbled order, and the right code. In the math world the code is
+    the final answer, and a slip is the sound reasoning with its last step evaluated wrongly."""
+    m = task.math
     if kind == "right":
-        return completion(task.steps, task.code)
+        return completion(task.steps, task.code, m)
     if kind == "poor":
-        return completion(degrade(task, task.steps, rng.choice(POOR_WAYS), rng), task.code)
+        return completion(degrade(task, task.steps, rng.choice(POOR_WAYS), rng), task.code, m)
     if kind in ("lucky", "flawed"):
-        return completion(task.flawed_steps, task.flawed_code)
-    if kind == "buggy":
-        return completion(task.steps, task.buggy_code)
+        return completion(task.flawed_steps, task.flawed_code, m)
+    if kind in ("buggy", "slip"):
+        return completion(task.steps, task.buggy_code, m)
     raise ValueError(f"unknown completion kind {kind!r}")
 
 
 def judge(task, think, code):
     """The toy judge, on the paper's scale: "No" sound reasoning that the code follows,
     "Yes" flawed reasoning that the code follows, "None" code that does not follow it.
-    Sound = the reference's key step is there, its constant right, steps in order."""
+    Sound = the reference's key step is there, its constant right, steps in order. For a
+    math task `code` is the final answer (None when there is none) and it follows when it is
+    the answer the stated constant leads to (prompts.judge_prompt's math wording)."""
     lines = [ln.strip() for ln in think.strip().splitlines() if ln.strip()]
     key = task.steps[task.key]
     ref_positions = [task.steps.index(ln) for ln in lines if ln in task.steps]
@@ -547,6 +745,8 @@ def _follows(task, code, said):
     `said` is not enough, as the wrong constant can stand elsewhere in the right program
     (linear 10 * x + 11 with the wrong multiplier 11)."""
     written = {task.const: task.code, task.wrong: task.flawed_code}.get(said)
+    if task.math:          # only the two known constants have a known answer to follow
+        return written is not None and mathcheck.check(code, written)[0]
     if written is None:
         return _uses(code, said, task.family) > 0
     return all(_uses(code, c, task.family) == _uses(written, c, task.family)
@@ -555,9 +755,16 @@ def _follows(task, code, said):
 
 # ---------------------------------------------------------------- recipe and stages
 def recipe(stage):
-    """The settings a stage's output depends on; a change rebuilds it (and what follows)."""
-    base = dict(seed=seed, n_train=n_train, n_pair_problems=n_pair_problems,
-                weak_share=weak_share, warm_mix=warm_mix, version=6)
+    """The settings a stage's output depends on; a change rebuilds it (and what follows).
+    The code world's recipe has no `task` key, as before there was a math world, so that
+    its existing builds stay fresh; the math world's holds task, its own mix and version
+    (weak_share and warm_mix do not touch it)."""
+    if task == "code":
+        base = dict(seed=seed, n_train=n_train, n_pair_problems=n_pair_problems,
+                    weak_share=weak_share, warm_mix=warm_mix, version=6)
+    else:
+        base = dict(task=task, seed=seed, n_train=n_train, n_pair_problems=n_pair_problems,
+                    math_mix=math_mix, version=1)
     more = {"tokenizer": dict(vocab_size=vocab_size),
             "warmstart": dict(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
                               warm_epochs=warm_epochs, warm_batch=warm_batch, warm_lr=warm_lr,
@@ -607,16 +814,21 @@ def build_problems():
             f.write(json.dumps({"id": t.problem.id, "completion": text, "kind": kind}) + "\n")
     print(f"toy: {len(train)} train and {len(evals)} eval problems, {len(pairs)} training "
           f"pairs, {len(held)} held-out pairs")
+    if task == "code":          # the math world has no tests, so no weak ones
+        print_weak_counts(train, evals)
+    count = Counter(kinds)
+    print("toy: warm-start corpus " + ", ".join(f"{k} {count[k]} ({count[k] / len(kinds):.3f})"
+                                                for k in mix_of(train))
+          + (f"; {missing} lucky ones missing (too few weak problems), made flawed" if missing else ""))
+
+
+def print_weak_counts(train, evals):
     print("toy: weak base tests (weak / could be / all): " + ", ".join(
         f"{f} {w}/{c}/{n}" for f, (w, c, n) in weak_counts(train + evals).items()))
     w, c, n = map(sum, zip(*weak_counts(train + evals).values()))
     print(f"toy: weak share {w / max(1, c):.3f} of the problems that could be weak "
           f"(setting {weak_share}), {w / n:.3f} of all; {sum(t.weak for t in train)} train and "
           f"{sum(t.weak for t in evals)} held-out problems have weak base tests")
-    count = Counter(kinds)
-    print("toy: warm-start corpus " + ", ".join(f"{k} {count[k]} ({count[k] / len(kinds):.3f})"
-                                                for k in warm_mix)
-          + (f"; {missing} lucky ones missing (too few weak problems), made flawed" if missing else ""))
 
 
 def weak_counts(tasks):
@@ -734,7 +946,9 @@ def reply_weights(tok, reply, entry_point=""):
     the name of the function the tests call (the statement names it; five of the eight
     families draw it per problem), 1 for the rest. Copied tokens are so few that a plain
     mean leaves learning to copy them for last: measured on version 6 of this world, 34 of
-    the warm start's 36 greedy failures on 48 held-out problems defined the wrong name."""
+    the warm start's 36 greedy failures on 48 held-out problems defined the wrong name.
+    A math reply has no name (entry_point ""): its weighted tokens are its digits, the
+    problem's numbers and those computed from them, the answer's among them."""
     enc = tok(reply, add_special_tokens=False, return_offsets_mapping=True)
     names = [m.span() for m in re.finditer(rf"\b{re.escape(entry_point)}(?=\()", reply)] \
         if entry_point else []      # the name where it is defined or called, not the word
@@ -774,7 +988,8 @@ def lcbrb_records(sampled):
     """(task, response) samples as synth's sample and judgment records: the tests run in the
     sandbox, the toy judge reads the reasoning. Sample ids are "<problem id>/<k>". "passed"
     is on the plus tests: a benchmark of reasoning judges a lucky pass (base tests only,
-    kept as "passed_base") as the wrong program it is."""
+    kept as "passed_base") as the wrong program it is. A math sample is judged by its final
+    answer (no tests: "passed" and "passed_base" agree), which the toy judge also reads."""
     texts = [text for _, text in sampled]
     parsed, results = prompts.run_responses(
         [dataclasses.replace(t.problem, tests=t.problem.plus_tests or t.problem.tests)
@@ -787,7 +1002,8 @@ def lcbrb_records(sampled):
         samples.append({"id": sid, "problem_id": t.problem.id, "response": text,
                         "generator": "toy policy", "passed": r.all_passed,
                         "passed_base": b.all_passed})
-        judgments[sid] = {"verdict": judge(t, p.think, p.code), "judge": "toy rules",
+        answer = (p.final or None) if t.math else p.code
+        judgments[sid] = {"verdict": judge(t, p.think, answer), "judge": "toy rules",
                           "justification": ""}
     return samples, judgments
 
@@ -798,6 +1014,7 @@ BUILDERS = {"problems": build_problems, "tokenizer": build_tokenizer,
 
 def ensure(upto="lcbrb", force=()):
     """Build every stage up to `upto` whose output is missing or stale."""
+    _families()                 # an unknown task stops here, before anything is written
     os.makedirs(data_dir, exist_ok=True)
     stale = False
     for stage in STAGES[:STAGES.index(upto) + 1]:
