@@ -352,9 +352,12 @@ def parse_response(text, *, answer_only=False, math=False):
     think, answer = _between(body, "<think>", "</think>"), _between(body, "<answer>", "</answer>")
     error = _format_error(body, answer, math)
     if math:
-        where = (f"<answer>{answer}</answer>" if not error else
-                 "".join(f"<answer>{a}</answer>" for a in re.findall(r"<answer>(.*?)</answer>", body, re.S))
-                 if answer_only else body)
+        if not error:
+            where = f"<answer>{answer}</answer>"
+        elif answer_only:   # the closed sections only
+            where = "".join(f"<answer>{a}</answer>" for a in re.findall(r"<answer>(.*?)</answer>", body, re.S))
+        else:
+            where = body
         return ParsedResponse(not error, think.strip(), answer.strip(), None, error,
                               mathcheck.extract_answer(where))
     if not error:

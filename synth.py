@@ -470,10 +470,10 @@ def sample(run, problems, n_samples=50, sandbox_workers=None, answer_only=False)
                                         [o.text for o in outputs], workers=sandbox_workers,
                                         answer_only=answer_only)
         return [{"problem_id": problem.id, "index": index,
-                 "status": ("no code" if not answered(problem, pr) else
+                 "status": ("no code" if not has_answer(problem, pr) else
                             "passed" if result.all_passed else "failed"),
                  "passed": result.all_passed, "format_ok": pr.format_ok, "format_error": pr.error,
-                 "statuses": result.statuses if answered(problem, pr) else [],
+                 "statuses": result.statuses if has_answer(problem, pr) else [],
                  "first_error": result.first_error, "response": out.text,
                  "truncated": out.truncated, "tokens": len(out.response_ids),
                  "generator": run.generator}
@@ -498,14 +498,20 @@ def answered(problem, parsed):
     return parsed.final if problem.answer else parsed.code
 
 
-def unjudged_reason(sample_record, one_sided, answer_only=False, problem=None):
+def has_answer(problem, parsed):
+    """Whether there was something to run or compare: code (an empty block counts, it ran),
+    or a non-empty final answer (run_responses judges nothing else)."""
+    return bool(parsed.final) if problem.answer else parsed.code is not None
+
+
+def unjudged_reason(sample_record, problem, one_sided, answer_only=False):
     """Why a sample is not shown to the judge ("" when it is)."""
-    is_math = bool(problem is not None and problem.answer)
-    parsed = parse_response(sample_record["response"], answer_only=answer_only, math=is_math)
+    parsed = parse_response(sample_record["response"], answer_only=answer_only,
+                            math=bool(problem.answer))
     if not parsed.think:
         return "no reasoning"
-    if not (parsed.final if is_math else parsed.code is not None):
-        return "no final answer" if is_math else "no code"
+    if not has_answer(problem, parsed):
+        return "no final answer" if problem.answer else "no code"
     if sample_record["problem_id"] in one_sided:
         return "one-sided problem"
     return ""
@@ -519,7 +525,7 @@ def judge(run, problems, skip_one_sided=False, answer_only=False):
 
     def prompt_of(s):
         problem = by_id[s["problem_id"]]
-        if unjudged_reason(s, one_sided, answer_only, problem):
+        if unjudged_reason(s, problem, one_sided, answer_only):
             return None
         parsed = parse_response(s["response"], answer_only=answer_only, math=bool(problem.answer))
         return judge_prompt(problem, parsed.think, answered(problem, parsed))
@@ -528,7 +534,7 @@ def judge(run, problems, skip_one_sided=False, answer_only=False):
         records = []
         for s, out in zip(payloads, outputs):
             if out is None:
-                why = unjudged_reason(s, one_sided, answer_only, by_id[s["problem_id"]])
+                why = unjudged_reason(s, by_id[s["problem_id"]], one_sided, answer_only)
                 verdict, justification, status = "unjudged", why, f"unjudged ({why})"
             else:
                 verdict, justification = parse_judge(out.text)

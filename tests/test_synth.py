@@ -794,3 +794,15 @@ def test_math_problems_go_through_sample_judge_benchmark_and_correlate(tmp_path)
     assert len(pairs) == 2 and all(p.chosen == "SOUND reasoning" for p in pairs)
     out = synth.correlate(judge_run, maths)
     assert out["table"] == {"passed": {"flawless": 2, "flawed": 2}, "failed": {"flawless": 0, "flawed": 2}}
+
+
+def test_an_empty_code_block_was_run_and_an_empty_final_answer_was_not():
+    from data import Problem
+    from prompts import parse_response
+    code, math_problem = Problem("c", "s", [{"kind": "stdio", "input": "", "output": "1\n"}]), \
+        Problem("m", "s", [], answer="1")
+    empty_block = parse_response("<think>t</think><answer>```python\n```</answer>")
+    assert empty_block.code == "" and synth.has_answer(code, empty_block)      # it ran, and failed
+    assert not synth.has_answer(code, parse_response("<think>t</think><answer>x</answer>"))
+    assert not synth.has_answer(math_problem, parse_response("<think>t</think>", math=True))
+    assert synth.has_answer(math_problem, parse_response("\\boxed{2}", math=True))

@@ -16,11 +16,7 @@ import data
 import prompts
 import toy
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the toy settings of `speedrun_cpu.sh --smoke` (as tests/test_toy.py's SMOKE_TOY)
-SMOKE_TOY = ["--n_train=120", "--n_pair_problems=40", "--vocab_size=400", "--n_layer=1",
-             "--n_embd=32", "--n_head=2", "--warm_epochs=1", "--warm_batch=8",
-             "--lcbrb_problems=6", "--lcbrb_samples=2", "--max_new_tokens=48"]
+from test_toy import REPO, SMOKE_TOY   # the toy settings of `speedrun_cpu.sh --smoke`
 
 
 @pytest.fixture(scope="module")
