@@ -12,7 +12,7 @@ is optional.
 
 Test records are the sandbox's contract (plain JSON dicts):
     {"kind": "stdio", "input": str, "output": str}
-    {"kind": "call", "fn": str, "args": list, "expected": value}
+    {"kind": "call", "fn": str, "args": list, "expected": value, "atol": number (optional)}
     {"kind": "assert", "script": str, "entry_point": str | None, "prelude": str | None}
 (sandbox.py owns the schema and its check; HumanEval's tests carry the prompt as their
 trusted prelude.)
@@ -37,6 +37,11 @@ Choices worth knowing:
   when a file's first record is itself broken.
 - MBPP statements get their first assert appended: the text alone does not name
   the function or its argument order, and MBPP+ prompts carry one assert too.
+- EvalPlus's files (HumanEval+, MBPP+) hold inputs, not outputs: loading one runs each task's
+  reference in the sandbox (fill_expected; about a thousand calls a second on 2 cores), keeps
+  the base inputs as `tests` and base + plus as `plus_tests`, rebuilds MBPP+'s tuples, sets and
+  complex numbers as EvalPlus does, and carries its special oracles (find_zero and five MBPP+
+  tasks) as assert scripts.
 - Unpickling LiveCodeBench private tests allows no globals at all: the payload is
   a plain str, so nothing else needs to be constructed, and nothing else will be.
 - A math problem is a Problem with a reference final answer (`answer`) and no tests; a
@@ -49,6 +54,7 @@ Choices worth knowing:
 import ast
 import base64
 import builtins
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -564,17 +570,172 @@ def _from_mbpp_sanitized(rec, default_id):
 
 
 def _from_mbppplus(rec, default_id):
-    """evalplus MBPP+ layout. Tests = the `assertion` field as one script. The
-    `base_input`/`plus_input` lists carry no expected outputs in the file (evalplus
-    computes them by running canonical_solution), so the plus tests are not built."""
+    """The MBPP+ release layout read by its `assertion` field only (MBPP's asserts, one
+    script), on request (fmt="mbppplus"); sniffed, the file loads as "evalplus", which runs
+    the base and plus inputs."""
     entry = _need(rec, "entry_point")
-    statement = _need(rec, "prompt").strip()
-    if statement.startswith('"""') and statement.endswith('"""') and len(statement) >= 6:
-        statement = statement[3:-3].strip()
     return _make_problem(
-        id=str(rec.get("task_id") or default_id), statement=statement,
+        id=str(rec.get("task_id") or default_id), statement=_mbpp_plus_text(_need(rec, "prompt")),
         tests=[{"kind": "assert", "script": _need(rec, "assertion"), "entry_point": None}],
         source="mbppplus", entry_point=entry, solution=_opt_str(rec, "canonical_solution"))
+
+
+# ---------------------------------------------------------------- EvalPlus (HumanEval+, MBPP+)
+# The release files (HumanEvalPlus.jsonl v0.1.10, MbppPlus.jsonl v0.1.0) give each task's
+# inputs (base_input: the original tests', plus_input: the added ones) but no outputs:
+# EvalPlus runs canonical_solution on them, and so do we (fill_expected, in the sandbox).
+# `tests` are the base inputs, `plus_tests` base + plus; a plus pass is both.
+
+# MBPP+ stores tuples, sets and complex numbers as JSON lists and strings; per task, how
+# EvalPlus turns an argument list back (its data/mbpp.py, mbpp_deserialize_inputs).
+def _tup(x):
+    return tuple(x)
+
+
+def _deep_tuple(x):
+    return tuple(_deep_tuple(i) for i in x) if isinstance(x, list) else x
+
+
+_MBPP_ARGS = {}
+for _ids, _rule in (
+        ((2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616,
+          630, 726, 740, 744, 809), lambda a: [_tup(x) for x in a]),
+        ((63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780),
+         lambda a: [[_tup(y) for y in x] for x in a]),
+        ((75, 413, 444, 753), lambda a: [[_tup(y) for y in a[0]], *a[1:]]),
+        ((106, 750), lambda a: [a[0], _tup(a[1]), *a[2:]]),
+        ((115,), lambda a: [[set(x) if isinstance(x, list) and x else {} for x in a[0]]]),
+        ((124,), lambda a: [float(a[0]), complex(a[1])]),
+        ((250, 405, 446, 617, 720, 763, 808), lambda a: [_tup(a[0]), *a[1:]]),
+        ((259, 401, 445), lambda a: [_tup(_tup(y) for y in x) for x in a]),
+        ((278,), lambda a: [_tup(_tup(y) if isinstance(y, list) else y for y in a[0])]),
+        ((307,), lambda a: [_tup(a[0]), *a[1:]]),
+        ((722,), lambda a: [{k: _tup(v) for k, v in a[0].items()}, *a[1:]]),
+        ((252,), lambda a: [complex(a[0])]),
+        ((580, 615, 791), lambda a: list(_deep_tuple(a)))):
+    _MBPP_ARGS.update(dict.fromkeys(_ids, _rule))
+
+# Tasks EvalPlus does not judge by equality with the reference's output (its
+# eval/_special_oracle.py and unsafe_execute), by (dataset, entry point):
+# - root: HumanEval/32 find_zero passes when |poly(xs, x)| <= atol for the x it returns;
+# - runs: Mbpp/164 are_equivalent passes whatever it returns (the task is ambiguous);
+# - or_zero: Mbpp/295 sum_div may also return 0;
+# - not_none: the reference returns a re.Match or None, so the expected value is whether
+#   it is not None; a program's bool is compared with that, anything else by not-None.
+#   (A program returning the Match itself fails here: only plain data leaves a child.)
+_ORACLES = {("humaneval", "find_zero"): "root", ("mbpp", "are_equivalent"): "runs",
+            ("mbpp", "sum_div"): "or_zero", ("mbpp", "check_str"): "not_none",
+            ("mbpp", "text_match_three"): "not_none", ("mbpp", "text_starta_endb"): "not_none"}
+_PROBE = "__expected_of__"   # the trusted wrapper a not_none reference runs under
+
+
+def _from_evalplus(rec, default_id):
+    """The EvalPlus release layout: task_id, prompt, entry_point, canonical_solution,
+    base_input, plus_input, atol (contract and the rest unused). The tests are call tests
+    whose `expected` is still to be made: load_problems runs fill_expected on them."""
+    task_id, entry = _need(rec, "task_id"), _need(rec, "entry_point")
+    prompt, canonical = _need(rec, "prompt"), _need(rec, "canonical_solution")
+    atol = _need(rec, "atol", (int, float))
+    if isinstance(atol, bool) or not 0 <= atol < float("inf"):
+        raise BadRecord("atol", f"expected a finite number >= 0, got {atol!r}")
+    dataset = "mbpp" if task_id.startswith("Mbpp/") else "humaneval"
+    if dataset == "humaneval":       # signature and docstring; the canonical is the body
+        statement, starter, solution = prompt, prompt, prompt + canonical
+    else:                            # a docstring with the task text and one assert
+        statement, starter, solution = _mbpp_plus_text(prompt), "", canonical
+    number = task_id.rsplit("/", 1)[-1]
+    rule = _MBPP_ARGS.get(int(number)) if dataset == "mbpp" and number.isdigit() else None
+    inputs = []
+    for name in ("base_input", "plus_input"):
+        for i, args in enumerate(_need(rec, name, list)):
+            if not isinstance(args, list):
+                raise BadRecord(name, f"input {i} is {type(args).__name__}, not an argument list")
+            try:
+                args = rule(args) if rule else args
+            except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+                raise BadRecord(name, f"input {i} does not fit task {task_id}'s argument "
+                                f"types: {e}") from None
+            inputs.append({"kind": "call", "fn": entry, "args": args, "expected": None,
+                           "atol": atol or None})
+    n_base = len(rec["base_input"])
+    if not n_base:
+        raise BadRecord("base_input", "no base inputs", "no tests")
+    oracle = _ORACLES.get((dataset, entry))
+    for t in inputs if oracle else ():      # read, and removed, by fill_expected
+        t["oracle"], t["prelude"] = oracle, prompt
+    return _make_problem(
+        id=task_id, statement=statement, starter_code=starter, source=f"{dataset}plus",
+        entry_point=entry, solution=solution, tests=_checked(inputs[:n_base], "base_input"),
+        plus_tests=_checked(inputs, "plus_input"))
+
+
+def _mbpp_plus_text(prompt):
+    text = prompt.strip()
+    if text.startswith('"""') and text.endswith('"""') and len(text) >= 6:
+        text = text[3:-3].strip()
+    return text
+
+
+def _oracle_test(test, expected):
+    """The sandbox test of one EvalPlus input once the reference's output is known: a call
+    test, or for a special oracle an assert script (run in the server; the program's
+    function is called remotely, so only its return value is seen)."""
+    oracle = test.get("oracle")
+    if oracle is None:
+        return {"kind": "call", "fn": test["fn"], "args": test["args"], "expected": expected,
+                **({"atol": test["atol"]} if test.get("atol") else {})}
+    call = f"{test['fn']}(*{test['args']!r})"
+    if oracle == "root":    # check(candidate): the prelude (the prompt) defines a stub of fn
+        return {"kind": "assert", "entry_point": test["fn"], "prelude": test["prelude"],
+                "script": f"def check(candidate):\n    assert abs(poly({test['args'][0]!r}, "
+                          f"candidate(*{test['args']!r}))) <= {test.get('atol') or 1e-6!r}\n"}
+    script = {"runs": call,
+              "or_zero": f"_got = {call}\nassert _got == {expected!r} or _got == 0",
+              "not_none": f"_got = {call}\nassert (_got == {expected!r}) if type(_got) is bool "
+                          f"else ((_got is not None) == {expected!r})"}[oracle]
+    return {"kind": "assert", "script": script, "entry_point": None, "prelude": None}
+
+
+def fill_expected(problems, path, stats=None, strict=False, workers=None):
+    """Make the expected outputs of EvalPlus problems by running each one's reference
+    (canonical_solution) on its inputs in the sandbox, as EvalPlus does, and turn the
+    inputs into final tests (_oracle_test). An input the reference fails on (an error, a
+    timeout, a value that is not plain data) is dropped, counted in stats["dropped_inputs"];
+    a problem left without base tests is skipped (strict: LoadError). The reference runs
+    under the default Limits, which the program's tests get too."""
+    jobs = []
+    for p in problems:
+        oracle = p.plus_tests[0].get("oracle")
+        program = (p.solution + f"\n\ndef {_PROBE}(*args):\n    return {p.entry_point}(*args) is not None\n"
+                   if oracle == "not_none" else p.solution)
+        jobs.append((program, _PROBE if oracle == "not_none" else p.entry_point,
+                     [t["args"] for t in p.plus_tests]))
+    outputs = sandbox.run_outputs(jobs, workers=workers, progress=len(jobs) > 20)
+    kept, dropped, skipped = [], {}, Counter()
+    for p, outs in zip(problems, outputs):
+        n_base = len(p.tests)
+        good = [(i, _oracle_test(t, o.value)) for i, (t, o) in enumerate(zip(p.plus_tests, outs))
+                if o.status == "ok"]
+        if len(good) < len(outs):
+            first = next(o for o in outs if o.status != "ok")
+            dropped[p.id] = len(outs) - len(good)
+            print(f"data: {path}: {p.id}: the reference fails on {len(outs) - len(good)} of "
+                  f"{len(outs)} inputs, which are dropped (first: {first.status} "
+                  f"{first.error[:120]})", file=sys.stderr)
+        base = [t for i, t in good if i < n_base]
+        if not base:
+            reason = "the reference fails on every base input"
+            if strict:
+                raise LoadError(path, f"task {p.id}", "canonical_solution", reason)
+            skipped[reason] += 1
+            continue
+        kept.append(dataclasses.replace(p, tests=base, plus_tests=[t for _, t in good]))
+    if stats is not None:
+        stats["dropped_inputs"] = dropped
+        for reason, n in skipped.items():
+            stats.setdefault("skipped", {})[reason] = n
+        stats["loaded"] = len(kept)
+    return kept
 
 
 def _from_problems(rec, default_id):
@@ -688,6 +849,8 @@ PROBLEM_FORMATS = {
     "problems": (_from_problems, ("statement", "tests")),
     "lcb": (_from_lcb, ("question_content", "public_test_cases")),
     "deepcoder": (_from_deepcoder, ("problem", "tests")),
+    "evalplus": (_from_evalplus, ("task_id", "entry_point", "canonical_solution", "base_input",
+                                  "plus_input", "atol")),
     "mbppplus": (_from_mbppplus, ("entry_point", "assertion")),
     "humaneval": (_from_humaneval, ("prompt", "entry_point", "test")),
     "mbpp": (_from_mbpp, ("text", "test_list")),
@@ -702,9 +865,13 @@ PROBLEM_FORMATS = {
 
 # what a format cannot give, said wherever its problems are loaded (eval puts it in its table)
 FORMAT_NOTES = {
-    "mbppplus": "MBPP+ v0.1.0 files hold no expected outputs for base_input/plus_input, so only "
-                "the `assertion` field (MBPP's base tests) is run: a pass rate on these "
-                "problems is not an MBPP+ score.",
+    "mbppplus": "read as fmt='mbppplus', only the `assertion` field (MBPP's base tests) is "
+                "run: a pass rate on these problems is not an MBPP+ score (the default, "
+                "fmt='evalplus', runs the base and plus inputs).",
+    "evalplus": "expected outputs come from running canonical_solution in the sandbox, as "
+                "EvalPlus does; judged by sandbox.values_equal (bool is not 1; atol for "
+                "expected floats only) under one time limit per test, where EvalPlus scales "
+                "it from the reference's time.",
     "dapo_math": "the Hub's DAPO-Math-17k parquet holds each of its 17,917 problems 100 times "
                  "(1,791,700 rows); the copies load as problems with the same id: deduplicate "
                  "by id before training or counting.",
@@ -737,6 +904,10 @@ def load_problems(path, fmt="auto", strict=False, limit=None, stats=None, allow_
         raise ValueError(f"unknown fmt {fmt!r}; one of auto, {', '.join(PROBLEM_FORMATS)}")
     stats = {} if stats is None else stats
     problems = _load(read_rows(path), path, pick, strict, limit, stats, "problems", allow_empty)
+    if stats["format"] == "evalplus":
+        problems = fill_expected(problems, path, stats, strict)
+        if not problems and not allow_empty:
+            raise LoadError(path, "file", None, f"no problems: {stats['skipped']}")
     stats["note"] = FORMAT_NOTES.get(stats["format"], "")
     if stats["note"]:
         print(f"data: {path}: {stats['note']}", file=sys.stderr)

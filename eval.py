@@ -10,6 +10,11 @@ Any problem file data.load_problems reads (DeepCoder, LiveCodeBench, MBPP, our J
 the toy world's held-out problems (toy_file):
     python eval.py --init_from=out/grpo/last --benchmark=data/lcb_test.jsonl
     python eval.py --init_from=out/grpo/last --benchmark=toy
+HumanEval+ / MBPP+ from EvalPlus's release files (expected outputs made by running each
+task's reference in the sandbox first, data.fill_expected): pass@k on the base tests and,
+beside it, on base + plus tests, as EvalPlus reports them:
+    python eval.py --init_from=out/grpo/last --benchmark=HumanEvalPlus.jsonl
+    python eval.py --init_from=out/grpo/last --benchmark=MbppPlus.jsonl
 8 GPUs (each rank generates for a contiguous share of the problems; rank 0 merges):
     torchrun --standalone --nproc_per_node=8 eval.py config/eval_qwen7b.py
 pass@k from 20 samples per problem:
@@ -76,7 +81,7 @@ from model import (apply_chat, barrier, convert_gguf, default_dtype, exit_on_set
 # ---------------------------------------------------------------- config
 init_from = "out/smollm2-135m"  # policy checkpoint directory (or hub id)
 gguf_file = ""  # a GGUF file converted into init_from first when init_from does not exist yet
-benchmark = "humaneval"  # humaneval | toy | path of a problem file
+benchmark = "humaneval"  # humaneval | toy | path of a problem file (HumanEvalPlus.jsonl too)
 toy_file = "data/toy/eval.jsonl"  # the toy world's held-out problems (plain Problem JSONL)
 limit = 0  # evaluate the first `limit` problems only; 0 = all
 # a publication window (ISO prefixes, both ends included; "" = open): LiveCodeBench's
@@ -190,6 +195,8 @@ def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, worker
 
     complete(prompts, seeds) returns one model.GenerationOutput per prompt (the model, or
     a scripted stand-in in tests). A record holds, per sample: passed (all tests pass),
+    passed_plus (passed, and all plus_tests too: EvalPlus's plus score; = passed where the
+    problem has no plus tests, has_plus False),
     format_ok (rl; None for plain), response_tokens, truncated (max_new_tokens reached
     before eos, or for plain before a stop sequence), error (why it failed, "" when it
     passed) and optionally the response. answer_only: see prompts.parse_response."""
@@ -205,6 +212,7 @@ def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, worker
         fmt = [p.format_ok for p in parsed]
         tokens = [len(o.response_ids) for o in outs]
         cut_off = [o.truncated for o in outs]
+        programs = [p.code for p in parsed]
     else:
         programs, fmt, tokens, cut_off = [], [], [], []
         for prompt, out in zip(asked, outs):
@@ -218,11 +226,20 @@ def evaluate_batch(problems, complete, tokenizer, style, n_samples, seed, worker
                                     workers=workers, limits=limits)
     passed = [r.all_passed for r in results]
     errors = ["" if r.all_passed else r.first_error[:ERROR_CHARS] for r in results]
+    # plus: run only what passed the base tests (a base failure is a plus failure)
+    extra = [i for i, (p, _) in enumerate(rows) if p.plus_tests and passed[i]]
+    passed_plus = list(passed)
+    for i, r in zip(extra, sandbox.run_batch([(programs[i], rows[i][0].plus_tests) for i in extra],
+                                             workers=workers, limits=limits)):
+        passed_plus[i] = r.all_passed
+        if not r.all_passed:
+            errors[i] = ("plus: " + r.first_error)[:ERROR_CHARS]
     records = []
     for n, problem in enumerate(problems):
         span = range(n * n_samples, (n + 1) * n_samples)
         record = {"kind": "problem", "id": problem.id, "difficulty": problem.difficulty,
-                  "passed": [passed[i] for i in span], "format_ok": [fmt[i] for i in span],
+                  "passed": [passed[i] for i in span], "has_plus": bool(problem.plus_tests),
+                  "passed_plus": [passed_plus[i] for i in span], "format_ok": [fmt[i] for i in span],
                   "response_tokens": [tokens[i] for i in span],
                   "truncated": [cut_off[i] for i in span], "error": [errors[i] for i in span]}
         if save_responses:
@@ -303,16 +320,23 @@ def difficulty_label(difficulty):
 
 def summarize(records, ks):
     """pass@k for each k <= n, format rate, mean response tokens and truncated share, over
-    all samples of `records`; None where nothing can be said (format rate of plain runs)."""
+    all samples of `records`; None where nothing can be said (format rate of plain runs).
+    When some problem has plus tests, pass_at_k_plus too (over all problems: one without
+    plus tests counts its base result, as EvalPlus's plus score of a task does)."""
     if not records:
         return {"n_problems": 0}
     n = len(records[0]["passed"])
     pass_k = {str(k): sum(pass_at_k(n, sum(r["passed"]), k) for r in records) / len(records)
               for k in sorted(set(ks) | {1}) if k <= n}
+    plus = {}
+    if any(r.get("has_plus") for r in records):
+        plus = {"pass_at_k_plus": {
+            k: sum(pass_at_k(n, sum(r.get("passed_plus", r["passed"])), int(k)) for r in records)
+            / len(records) for k in pass_k}}
     samples = [(f, t, cut) for r in records
                for f, t, cut in zip(r["format_ok"], r["response_tokens"], r["truncated"])]
     fmt = [f for f, _, _ in samples if f is not None]
-    return {"n_problems": len(records), "pass_at_k": pass_k,
+    return {"n_problems": len(records), "pass_at_k": pass_k, **plus,
             "format_rate": sum(fmt) / len(fmt) if fmt else None,
             "mean_response_tokens": sum(t for _, t, _ in samples) / len(samples),
             "truncated_share": sum(cut for _, _, cut in samples) / len(samples)}
@@ -332,7 +356,7 @@ def sandbox_limits(problems, test_timeout, program_timeout):
     """The sandbox limits of a run. Benchmark harnesses (LiveCodeBench's among them) bound
     each test, not the sum over a program's tests, and a problem may have dozens of large
     ones: by default (program_timeout 0) the program cap only backs up the per-test one."""
-    most = max([len(p.tests) for p in problems] + [1])
+    most = max([max(len(p.tests), len(p.plus_tests)) for p in problems] + [1])
     return sandbox.Limits(test_timeout=test_timeout,
                           program_timeout=program_timeout or test_timeout * most + 1.0)
 
@@ -360,6 +384,7 @@ def _cell(value, digits=1, percent=False):
 def markdown_table(summary):
     """The summary as Markdown: a settings line, then one row overall and one per difficulty."""
     ks = list(summary["overall"].get("pass_at_k", {}))
+    plus = "pass_at_k_plus" in summary["overall"]
     s = summary["settings"]
     lines = [f"**{summary['model']}** on **{summary['benchmark']}**, prompt {s['prompt_style']}, "
              f"{s['n_samples']} sample(s) at temperature {s['temperature']}, max_new_tokens "
@@ -367,13 +392,16 @@ def markdown_table(summary):
              f"{summary['problems_this_run']} problem(s) this run; {summary['skipped']} skipped "
              f"(prompt style).{left_out_text(summary.get('load_stats', {}))}",
              "",
-             "| subset | problems | " + " | ".join(f"pass@{k} %" for k in ks)
+             "| subset | problems | " + " | ".join(f"pass@{k} %" + (f" | plus pass@{k} %" if plus else "")
+                                                 for k in ks)
              + " | format % | mean response tokens | truncated % |",
-             "|---|---:|" + "---:|" * len(ks) + "---:|---:|---:|"]
+             "|---|---:|" + "---:|" * (len(ks) * (1 + plus)) + "---:|---:|---:|"]
     rows = [("all", summary["overall"])] + list(summary["by_difficulty"].items())
     for name, r in rows:
         lines.append(f"| {name} | {r['n_problems']} | "
-                     + " | ".join(_cell(r["pass_at_k"].get(k), percent=True) for k in ks)
+                     + " | ".join(_cell(r["pass_at_k"].get(k), percent=True)
+                                  + (f" | {_cell(r.get('pass_at_k_plus', {}).get(k), percent=True)}"
+                                     if plus else "") for k in ks)
                      + f" | {_cell(r['format_rate'], percent=True)} | "
                      f"{_cell(r['mean_response_tokens'], 0)} | "
                      f"{_cell(r['truncated_share'], percent=True)} |")
@@ -382,12 +410,17 @@ def markdown_table(summary):
 
 def compare_table(a, b, name_a="A", name_b="B"):
     """Two summaries side by side, overall and per difficulty (a difficulty missing from one
-    run shows "-" there): problems, pass@k of each with the difference, mean tokens."""
+    run shows "-" there): problems, pass@k of each with the difference (and plus pass@k when
+    both have plus tests), mean tokens."""
     ks = sorted(set(a["overall"].get("pass_at_k", {})) | set(b["overall"].get("pass_at_k", {})),
                 key=int)
+    keys = ["pass_at_k"] + (["pass_at_k_plus"] if "pass_at_k_plus" in a["overall"]
+                            and "pass_at_k_plus" in b["overall"] else [])
     head = ["subset", f"n {name_a}", f"n {name_b}"]
     for k in ks:
-        head += [f"pass@{k} {name_a}", f"pass@{k} {name_b}", "diff"]
+        for key in keys:
+            what = f"pass@{k}" if key == "pass_at_k" else f"plus pass@{k}"
+            head += [f"{what} {name_a}", f"{what} {name_b}", "diff"]
     head += [f"tokens {name_a}", f"tokens {name_b}"]
     rows = [("all", a["overall"], b["overall"])]
     for d in sorted(set(a["by_difficulty"]) | set(b["by_difficulty"])):
@@ -397,12 +430,14 @@ def compare_table(a, b, name_a="A", name_b="B"):
              "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, ra, rb in rows:
         get = lambda r, key: r.get(key) if r else None  # noqa: E731
-        pk = lambda r, k: r.get("pass_at_k", {}).get(k) if r else None  # noqa: E731
+        pk = lambda r, key, k: r.get(key, {}).get(k) if r else None  # noqa: E731
         cells = [name, _cell(get(ra, "n_problems"), 0), _cell(get(rb, "n_problems"), 0)]
         for k in ks:
-            va, vb = pk(ra, k), pk(rb, k)
-            cells += [_cell(va, percent=True), _cell(vb, percent=True),
-                      _cell(vb - va if va is not None and vb is not None else None, percent=True)]
+            for key in keys:
+                va, vb = pk(ra, key, k), pk(rb, key, k)
+                cells += [_cell(va, percent=True), _cell(vb, percent=True),
+                          _cell(vb - va if va is not None and vb is not None else None,
+                                percent=True)]
         cells += [_cell(get(ra, "mean_response_tokens"), 0), _cell(get(rb, "mean_response_tokens"), 0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -10,17 +10,20 @@ Three kinds of test, each a plain JSON-able dict (check_test says what is wrong 
 one):
 
     {"kind": "stdio",  "input": str, "output": str}
-    {"kind": "call",   "fn": str, "args": list, "expected": value}
+    {"kind": "call",   "fn": str, "args": list, "expected": value, "atol": number | None}
     {"kind": "assert", "script": str, "entry_point": str | None, "prelude": str | None}
 
 (prelude: trusted code of the dataset's own, run before the script, whose names the
-program cannot replace; HumanEval's prompt, whose helpers some checks call.)
+program cannot replace; HumanEval's prompt, whose helpers some checks call. atol: an
+absolute tolerance for expected floats wider than the default 1e-6, as EvalPlus gives a
+few tasks; see values_equal.)
 
 Use it from Python:
 
     import sandbox
     results = sandbox.run_batch([(program, tests), ...], workers=8)
     results[0].all_passed, results[0].pass_rate, results[0].statuses
+    outputs = sandbox.run_outputs([(reference, "fn", [[1, 2], [3, 4]])])  # what it returns
 
 or from the shell:
 
@@ -90,6 +93,7 @@ class TestResult(NamedTuple):
     status: str
     time: float = 0.0
     error: str = ""
+    value: object = None            # the return value, kept only by run_outputs
 
 
 class ProgramResult(NamedTuple):
@@ -119,12 +123,13 @@ def _is_number(tok):
         return False
 
 
-def _close(a, b):
-    """Within FLOAT_TOL, absolute or relative; both must be finite (inf - inf is nan, and
-    inf <= tol * inf is true: 1e999 must not equal any finite number)."""
+def _close(a, b, atol=0.0):
+    """Within max(atol, FLOAT_TOL) absolute or FLOAT_TOL relative; both must be finite
+    (inf - inf is nan, and inf <= tol * inf is true: 1e999 must not equal any finite
+    number)."""
     if not (math.isfinite(a) and math.isfinite(b)):
         return False
-    return abs(a - b) <= FLOAT_TOL or abs(a - b) <= FLOAT_TOL * max(abs(a), abs(b))
+    return abs(a - b) <= max(atol, FLOAT_TOL) or abs(a - b) <= FLOAT_TOL * max(abs(a), abs(b))
 
 
 def tokens_equal(got, want):
@@ -152,14 +157,18 @@ def stdout_matches(got, want):
     return True
 
 
-def values_equal(got, want):
+def values_equal(got, want, atol=0.0):
     """Return values, compared in the caller. Python equality, except:
     - an expected int is matched exactly: by an int, or by a float that is integral,
       within 2**53 (where floats still hold every integer) and equal to it;
-    - an expected float is matched within 1e-6 (absolute or relative) by a finite int or
-      float; an expected inf only by the same inf, an expected nan only by a nan;
+    - an expected float is matched within 1e-6 (absolute or relative; absolute atol when
+      the test gives a larger one) by a finite int or float; an expected inf only by the
+      same inf, an expected nan only by a nan;
     - bool matches only bool (True is not 1 here), in dict keys and sets too;
     - a tuple equals a list with equal items (JSON test files cannot tell them apart).
+    EvalPlus differs in two places: its atol applies to any number (np.allclose), ours to
+    expected floats only, so an expected int stays exact; and it takes Python's ==, so
+    True == 1 there.
     May raise RecursionError on very deep values; judge() turns that into a wrong answer."""
     tg, tw = type(got), type(want)
     if tg is bool or tw is bool:
@@ -173,11 +182,11 @@ def values_equal(got, want):
             return tg is float and math.isnan(got)
         if tg is int and abs(got) > _EXACT_FLOAT:       # float(got) could overflow
             return math.isfinite(want) and got == int(want)
-        return got == want if math.isinf(want) else _close(float(got), want)
+        return got == want if math.isinf(want) else _close(float(got), want, atol)
     if tw in (list, tuple) and tg in (list, tuple):
-        return len(got) == len(want) and all(map(values_equal, got, want))
+        return len(got) == len(want) and all(values_equal(g, w, atol) for g, w in zip(got, want))
     if tw is dict and tg is dict:
-        return _keys_equal(got, want) and all(values_equal(got[k], want[k]) for k in want)
+        return _keys_equal(got, want) and all(values_equal(got[k], want[k], atol) for k in want)
     if tw in (set, frozenset) and tg in (set, frozenset):
         return _keys_equal(got, want)
     return tg is tw and got == want
@@ -226,7 +235,7 @@ def judge(test, reply):
                 return "passed", ""
             return "wrong_answer", "output differs: " + repr(reply["stdout"][:200])
         got = decode_value(reply["value"])
-        if values_equal(got, test["expected"]):
+        if values_equal(got, test["expected"], test.get("atol") or 0.0):
             return "passed", ""
         return "wrong_answer", f"returned {_short(got)}"
     except Exception as e:     # KeyError, TypeError, RecursionError, MemoryError, ...
@@ -265,15 +274,18 @@ def _start_server(slot):
     # copy-on-write fault and a symbol search, paid again by every child.
     here = os.path.dirname(os.path.abspath(__file__))
     # The environment is the trainer's minus anything that could be a secret (tokens, keys):
-    # a child sees its server's.
+    # a child sees its server's. No PYTHON* variable passes but PYTHONHASHSEED=0, which -I
+    # would ignore (hence -P -s, the rest of what -I does): every server hashes str alike,
+    # so a set of strings iterates in the same order on any server, and an expected value
+    # made by running a reference (run_outputs) on one server matches a program's on another.
     env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("LC_")}
-    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c",
+    proc = subprocess.Popen([sys.executable, "-P", "-s", "-S", "-c",
                              f"import sys; sys.path.insert(0, {here!r}); import sandbox_server; "
                              f"sys.path.remove({here!r}); sandbox_server.main(sys.argv[1:])",
                              "--serve", json.dumps([_site_dirs(), list(EXTRA_READABLE),
                                                     _home_cpu(slot)])],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
-                            close_fds=True, env=dict(env, LD_BIND_NOW="1"))
+                            close_fds=True, env=dict(env, LD_BIND_NOW="1", PYTHONHASHSEED="0"))
     hello = _recv(proc.stdout.fileno())
     if hello is None:
         raise RuntimeError("sandbox server failed to start")
@@ -362,7 +374,8 @@ def _alive(pid):
 # The test schema (see the top): field -> (allowed types, required); None: plain data.
 _TEST_FIELDS = {
     "stdio": {"input": ((str,), True), "output": ((str,), True)},
-    "call": {"fn": ((str,), True), "args": ((list, tuple), True), "expected": (None, True)},
+    "call": {"fn": ((str,), True), "args": ((list, tuple), True), "expected": (None, True),
+             "atol": ((int, float, type(None)), False)},
     "assert": {"script": ((str,), True), "entry_point": ((str, type(None)), False),
                "prelude": ((str, type(None)), False)},
 }
@@ -385,9 +398,12 @@ def check_test(test):
                 encode_value(test[name])
             except (TypeError, ValueError, RecursionError) as e:
                 return name, f"{kind} test whose '{name}' is not plain data: {e}"
-        elif not isinstance(test[name], types_):
+        elif not isinstance(test[name], types_) or type(test[name]) is bool:
             return name, (f"{kind} test whose '{name}' is {type(test[name]).__name__}, "
                           f"not {' or '.join(t.__name__ for t in types_)}")
+    atol = test.get("atol")
+    if atol is not None and not 0 <= atol < math.inf:
+        return "atol", f"call test whose 'atol' is {atol!r}, not a finite number >= 0"
     return None
 
 
@@ -421,45 +437,8 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
     test ("bad test record: ..."), a server that dies or hangs is replaced, and anything a
     child sends is judged or refused. If the batch is interrupted (KeyboardInterrupt),
     servers with a test in flight are replaced, so no later batch reads a stale reply."""
-    limits = limits or Limits()
-    limits_d = limits._asdict()
-    workers = workers or default_workers()
-    state = [types.SimpleNamespace(program=p, tests=list(t), results=[None] * len(t),
-                                   next_test=0, in_flight=0, stopped=False,
-                                   used=0.0)    # seconds its tests ran (queued time not counted)
-             for p, t in jobs]
-    from collections import deque
-    ready = deque(i for i, j in enumerate(state) if j.tests and j.program is not None)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=sum(len(j.tests) for j in state), desc="sandbox", leave=False)
-
-    def record(ji, ti, status, error, t):
-        job = state[ji]
-        job.results[ti] = TestResult(status, t, _clean_text(error))
-        job.in_flight -= 1
-        job.used += t
-        if bar:
-            bar.update(1)
-        if status != "passed" and stop_on_failure:
-            job.stopped = True
-        elif stop_on_failure and job.next_test < len(job.tests):
-            ready.append(ji)
-
-    with _POOL_LOCK:
-        servers = _pool(workers)
-        try:
-            _run_units(state, ready, servers, limits, limits_d, stop_on_failure, record)
-        finally:
-            for i, srv in enumerate(servers):
-                if srv.unit is not None:          # interrupted: its reply would be stale
-                    _stop_server(srv)
-                    _POOL[i] = _start_server(i)
-            if bar:
-                bar.close()
     out = []
-    for job in state:
+    for job in _execute(jobs, workers, stop_on_failure, limits, progress, judge):
         tests = [r or TestResult("not_run") for r in job.results]
         statuses = [r.status for r in tests]
         n_pass = statuses.count("passed")
@@ -474,7 +453,71 @@ def run_batch(jobs, workers=None, stop_on_failure=True, limits=None, progress=Fa
     return out
 
 
-def _run_units(state, ready, servers, limits, limits_d, stop_on_failure, record):
+def run_outputs(jobs, workers=None, limits=None, progress=False):
+    """What programs return, for building expected outputs from a trusted reference, as
+    EvalPlus does for its base and plus inputs. jobs: (program, function name, list of
+    argument lists). Per job, one TestResult per call: status "ok" with the decoded
+    return value in .value, or the failure (runtime_error, timeout, ...) and its error.
+    Every call runs, each in a fresh child as a test would; nothing is judged."""
+    state = _execute([(p, [{"kind": "call", "fn": fn, "args": a, "expected": None} for a in calls])
+                      for p, fn, calls in jobs], workers, False, limits, progress, _observe)
+    return [[r or TestResult("not_run") for r in job.results] for job in state]
+
+
+def _observe(test, reply):
+    """run_outputs' judge: the status and the return value, nothing compared."""
+    try:
+        if reply["status"] != "ok":
+            return reply["status"], str(reply.get("error", "")), None
+        return "ok", "", decode_value(reply["value"])
+    except Exception as e:
+        return "runtime_error", f"reply could not be read: {_error_text(e)}", None
+
+
+def _execute(jobs, workers, stop_on_failure, limits, progress, judge_fn):
+    """run_batch's engine: each job's test results (TestResult or None where not run), in
+    job order; judge_fn(test, reply) gives (status, error) or (status, error, value)."""
+    limits = limits or Limits()
+    limits_d = limits._asdict()
+    workers = workers or default_workers()
+    state = [types.SimpleNamespace(program=p, tests=list(t), results=[None] * len(t),
+                                   next_test=0, in_flight=0, stopped=False,
+                                   used=0.0)    # seconds its tests ran (queued time not counted)
+             for p, t in jobs]
+    from collections import deque
+    ready = deque(i for i, j in enumerate(state) if j.tests and j.program is not None)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=sum(len(j.tests) for j in state), desc="sandbox", leave=False)
+
+    def record(ji, ti, status, error, t, value=None):
+        job = state[ji]
+        job.results[ti] = TestResult(status, t, _clean_text(error), value)
+        job.in_flight -= 1
+        job.used += t
+        if bar:
+            bar.update(1)
+        if status != "passed" and stop_on_failure:
+            job.stopped = True
+        elif stop_on_failure and job.next_test < len(job.tests):
+            ready.append(ji)
+
+    with _POOL_LOCK:
+        servers = _pool(workers)
+        try:
+            _run_units(state, ready, servers, limits, limits_d, stop_on_failure, record, judge_fn)
+        finally:
+            for i, srv in enumerate(servers):
+                if srv.unit is not None:          # interrupted: its reply would be stale
+                    _stop_server(srv)
+                    _POOL[i] = _start_server(i)
+            if bar:
+                bar.close()
+    return state
+
+
+def _run_units(state, ready, servers, limits, limits_d, stop_on_failure, record, judge_fn):
     """run_batch's loop: hand each idle server the next test, collect replies, judge."""
     poller = select.poll()
     for s in servers:
@@ -533,9 +576,9 @@ def _run_units(state, ready, servers, limits, limits_d, stop_on_failure, record)
                 poller.register(servers[i].proc.stdout.fileno(), select.POLLIN)
                 record(ji, ti, "runtime_error", "sandbox server died or hung", 0.0)
                 continue
-            status, error = judge(state[ji].tests[ti], reply)
+            status, error, *value = judge_fn(state[ji].tests[ti], reply)
             t = reply.get("time", 0.0)
-            record(ji, ti, status, error, t if type(t) is float else 0.0)
+            record(ji, ti, status, error, t if type(t) is float else 0.0, *value)
 
 
 def run_program(program, tests, **kw):

@@ -43,8 +43,8 @@ forks its zygote from what it then holds. How it works, and why:
   WORKDIR_MB: scratch space is bounded, and a program's mkdir does not land on a
   journal-less ext4 /tmp, where mkdir grows slow once many dirs have been deleted.
 - A child sends back only what it produced: stdout bytes, or a return value as
-  tagged JSON of plain data (encode_value): int, float, bool, str, bytes, None,
-  list, tuple, dict and set, and iterators, ranges and dict views rebuilt from them;
+  tagged JSON of plain data (encode_value): int, float, complex, bool, str, bytes,
+  None, list, tuple, dict and set, and iterators, ranges and dict views rebuilt from them;
   a subclass or a numpy value crosses as its plain equivalent, its own methods (a
   rigged `__eq__`) left behind. A child can report only its own values and
   failures, never a status; the server checks what it sends and the caller compares
@@ -129,6 +129,8 @@ def encode_value(v):
         return {"i": hex(v)}
     if v is None or t is bool or t is int or t is float or t is str:
         return v
+    if t is complex:
+        return {"c": [v.real, v.imag]}
     if t is bytes:
         return {"b": v.hex()}
     if t is list:
@@ -197,6 +199,8 @@ def decode_value(x):
             return bytes.fromhex(items)
         if tag == "r" and type(items) is list and [type(i) for i in items] == [int] * 3:
             return range(*items)
+        if tag == "c" and type(items) is list and [type(i) for i in items] == [float] * 2:
+            return complex(*items)
         if type(items) is not list:
             raise ValueError("malformed tagged value")
         if tag == "t":

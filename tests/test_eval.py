@@ -22,6 +22,14 @@ torch.set_num_threads(1)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "toy_problems.jsonl")
 LIMITS = sandbox.Limits(test_timeout=5.0)
+FORMATS = os.path.join(REPO, "..", "shared", "formats")
+
+
+@pytest.fixture
+def formats_dir():
+    if not os.path.isdir(FORMATS):
+        pytest.skip(f"public format samples not found at {FORMATS}")
+    return FORMATS
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -237,6 +245,67 @@ def test_summary_by_difficulty_and_markdown():
     assert "| unlabelled | 1 | 100.0 | 100.0 | 100.0 | 40 | 0.0 |" in table
 
 
+
+def test_plus_pass_needs_the_base_and_the_plus_tests():
+    tok = M.make_tiny_tokenizer()
+    call = lambda x, y: {"kind": "call", "fn": "sq", "args": [x], "expected": y}  # noqa: E731
+    base, plus = [call(2, 4), call(3, 9)], [call(2, 4), call(3, 9), call(-1, 1), call(0, 0)]
+    problems = with_markers([
+        data.Problem(id="weak", statement="Square x.", tests=base, plus_tests=plus),
+        data.Problem(id="no_plus", statement="Square x.", tests=base)])
+    lucky = "def sq(x):\n    return {2: 4, 3: 9}.get(x, -1)\n"      # right on the base inputs only
+    right = "def sq(x):\n    return x * x\n"
+    for program, want_plus in ((lucky, [False]), (right, [True])):
+        answers = {"weak": rl_answer(program), "no_plus": rl_answer(lucky)}
+        recs = {r["id"]: r for r in E.evaluate_batch(problems, scripted(answers, tok), tok, "rl",
+                                                     1, 0, 2, LIMITS)}
+        assert recs["weak"]["passed"] == [True] and recs["weak"]["passed_plus"] == want_plus
+        assert recs["weak"]["has_plus"] and not recs["no_plus"]["has_plus"]
+        assert recs["no_plus"]["passed_plus"] == recs["no_plus"]["passed"] == [True]
+    assert recs["weak"]["error"] == [""]
+    recs = E.evaluate_batch(problems[:1], scripted({"weak": rl_answer(lucky)}, tok), tok, "rl",
+                            1, 0, 2, LIMITS)
+    assert recs[0]["error"][0].startswith("plus: test 2: wrong_answer")
+    # a base failure is a plus failure, without running the plus tests
+    wrong = {"weak": rl_answer("def sq(x):\n    return 0\n")}
+    recs = E.evaluate_batch(problems[:1], scripted(wrong, tok), tok, "rl", 1, 0, 2, LIMITS)
+    assert recs[0]["passed"] == recs[0]["passed_plus"] == [False]
+    assert recs[0]["error"][0].startswith("test 0: wrong_answer")
+
+
+def test_plus_pass_at_k_by_hand_and_in_the_table():
+    def rec(pid, passed, passed_plus, has_plus=True):
+        return dict(record(pid, "easy", passed, [10] * len(passed)), passed_plus=passed_plus,
+                    has_plus=has_plus)
+    records = [rec("a", [True, True], [True, False]), rec("b", [True, False], [False, False]),
+               rec("c", [False, True], [False, True], has_plus=False)]
+    overall = E.summarize(records, [1, 2])
+    # base pass@1: (1 + 1/2 + 1/2) / 3; plus: (1/2 + 0 + 1/2) / 3; plus pass@2: (1 + 0 + 1) / 3
+    assert overall["pass_at_k"] == pytest.approx({"1": 2 / 3, "2": 1.0})
+    assert overall["pass_at_k_plus"] == pytest.approx({"1": 1 / 3, "2": 2 / 3})
+    assert "pass_at_k_plus" not in E.summarize([rec("c", [True], [True], has_plus=False)], [1])
+    summary = E.build_summary(records, [1, 2], {
+        "model": "m", "benchmark": "b", "settings": {"prompt_style": "rl", "n_samples": 2,
+                                                     "temperature": 0.8, "max_new_tokens": 100},
+        "wall_time_s": 1.0, "problems_this_run": 3, "skipped": 0})
+    table = E.markdown_table(summary)
+    assert "| subset | problems | pass@1 % | plus pass@1 % | pass@2 % | plus pass@2 % |" in table
+    assert "| all | 3 | 66.7 | 33.3 | 100.0 | 66.7 | 100.0 | 10 | 0.0 |" in table
+
+
+def test_mbpp_plus_end_to_end_base_and_plus(formats_dir):
+    tok = M.make_tiny_tokenizer()
+    problems = with_markers(data.load_problems(os.path.join(formats_dir, "mbppplus_v010.jsonl")))
+    answers = {p.id: rl_answer(p.solution) for p in problems}
+    p3 = next(p for p in problems if p.id == "Mbpp/3")
+    answers["Mbpp/3"] = rl_answer(p3.solution + (
+        f"\n_ref = is_not_prime\ndef is_not_prime(n):\n"
+        f"    return _ref(n) if [n] in {[t['args'] for t in p3.tests]!r} else False\n"))
+    overall = E.summarize(E.evaluate_batch(problems, scripted(answers, tok), tok, "rl", 1, 0, 2,
+                                           LIMITS), [1])
+    assert overall["pass_at_k"] == {"1": 1.0} and overall["pass_at_k_plus"] == {"1": 0.8}
+
+
 def test_left_out_records_and_format_notes_reach_the_table():
     meta = {"model": "m", "benchmark": "b", "settings": {"prompt_style": "rl", "n_samples": 1,
                                                          "temperature": 0.0, "max_new_tokens": 8},
@@ -284,6 +353,15 @@ def test_compare_side_by_side(tmp_path):
     assert "| medium | 2 | - | 0.0 | - | - | 568 | - |" in lines     # only in A
     out = run_eval("--compare", a, b)
     assert "| hard | - | 3 | - | 33.3 | - | - | 620 |" in out
+    # plus pass@k beside pass@k when both runs have it
+    fa, fb = figures(6, 0.5, 400), figures(6, 0.75, 300)
+    fa["pass_at_k_plus"], fb["pass_at_k_plus"] = {"1": 0.25}, {"1": 0.5}
+    table = E.compare_table({"model": "x", "benchmark": "he+", "settings": {"prompt_style": "rl"},
+                             "overall": fa, "by_difficulty": {}},
+                            {"model": "y", "benchmark": "he+", "settings": {"prompt_style": "rl"},
+                             "overall": fb, "by_difficulty": {}})
+    assert "| subset | n A | n B | pass@1 A | pass@1 B | diff | plus pass@1 A | plus pass@1 B | diff |" in table
+    assert "| all | 6 | 6 | 50.0 | 75.0 | 25.0 | 25.0 | 50.0 | 25.0 | 400 | 300 |" in table
 
 
 # ----------------------------------------------------------------------------- results file

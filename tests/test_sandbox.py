@@ -110,6 +110,63 @@ def test_plain_data_round_trip_and_refusal():
         sandbox.encode_value([object()])
 
 
+
+def test_complex_values_cross_tagged_and_malformed_ones_are_refused():
+    # EvalPlus's MBPP+ tasks 124 and 252 take complex arguments
+    v = [1 + 2j, (0.5j,), {"z": -3j}]
+    assert sandbox.decode_value(json.loads(json.dumps(sandbox.encode_value(v)))) == v
+    for bad in ({"c": [1, 2]}, {"c": [1.0]}, {"c": "1+2j"}):      # ints, one part, text
+        with pytest.raises(ValueError):
+            sandbox.decode_value(bad)
+    res = run("def rot(z):\n    return z * 1j\n", [call("rot", [1 + 1j], -1 + 1j), call("rot", [2], 2j),
+                                                    call("rot", [1j], 1)])
+    assert res.statuses == ["passed", "passed", "wrong_answer"]   # -1+0j is not the int 1
+
+
+def test_atol_widens_only_expected_floats():
+    assert sandbox.values_equal(0.33335, 1 / 3, atol=1e-4)
+    assert not sandbox.values_equal(0.33335, 1 / 3)                     # default: 1e-6
+    assert sandbox.values_equal([1.00005, (2.0,)], [1.0, [2.00009]], atol=1e-4)   # nested
+    assert sandbox.values_equal({"a": 1.00005}, {"a": 1.0}, atol=1e-4)
+    assert not sandbox.values_equal(1.0002, 1.0, atol=1e-4)
+    assert not sandbox.values_equal(3.00005, 3, atol=1e-4)               # an expected int: exact
+    assert not sandbox.values_equal(float("inf"), 1.0, atol=1e9)
+    prog = "def third(x):\n    return round(x / 3, 4)\n"
+    loose = dict(call("third", [1], 1 / 3), atol=1e-4)
+    assert run(prog, [loose, call("third", [1], 1 / 3)]).statuses == ["passed", "wrong_answer"]
+    assert run(prog, [dict(loose, atol=None)]).statuses == ["wrong_answer"]   # None: default
+    for bad in (-1e-4, float("nan"), float("inf"), True, "1e-4"):
+        field, _ = sandbox.check_test(dict(loose, atol=bad))
+        assert field == "atol"
+        assert run(prog, [dict(loose, atol=bad)]).tests[0].error.startswith("bad test record")
+
+
+def test_run_outputs_returns_values_and_runs_every_call():
+    prog = "def div(a, b):\n    return a // b, [a % b]\n"
+    out = sandbox.run_outputs([(prog, "div", [[7, 2], [1, 0], [9, 3]]),
+                               (None, "div", [[1, 1]]),
+                               ("def div(:", "div", [[1, 1]])], limits=FAST)
+    assert [r.status for r in out[0]] == ["ok", "runtime_error", "ok"]   # the failure stops nothing
+    assert out[0][0].value == (3, [1]) and type(out[0][0].value) is tuple
+    assert "ZeroDivisionError" in out[0][1].error and out[0][1].value is None
+    assert out[0][2].value == (3, [0])
+    assert [r.status for r in out[1]] == ["not_run"]                      # no program
+    assert [r.status for r in out[2]] == ["syntax_error"]
+    # a timeout is a status, not a value
+    slow = sandbox.run_outputs([("def f():\n    while True: pass\n", "f", [[]])], limits=FAST)
+    assert slow[0][0].status == "timeout" and slow[0][0].value is None
+
+
+
+def test_every_server_hashes_strings_alike():
+    # an expected value made on one server must match the same program's on another:
+    # set order of strings follows the hash seed, which is fixed for all servers
+    prog = "def f(xs):\n    return tuple(set(xs))\n"
+    words = [["kx", "DHBNiditD", "ab", "zz", "q", "tree", "hi", "xyz"]]
+    outs = sandbox.run_outputs([(prog, "f", [words] * 3)] * 6, workers=2, limits=FAST)
+    assert len({r.value for job in outs for r in job}) == 1
+
+
 # ----------------------------------------------------------------------------- statuses
 def test_each_status():
     jobs = [
