@@ -702,7 +702,8 @@ def fill_expected(problems, path, stats=None, strict=False, workers=None):
     inputs into final tests (_oracle_test). An input the reference fails on (an error, a
     timeout, a value that is not plain data) is dropped, counted in stats["dropped_inputs"];
     a problem left without base tests is skipped (strict: LoadError). The reference runs
-    under the default Limits, which the program's tests get too."""
+    under the default per-test limits, with no cap on a task's calls together beyond them
+    (a HumanEval+ task has up to a thousand inputs)."""
     jobs = []
     for p in problems:
         oracle = p.plus_tests[0].get("oracle")
@@ -710,7 +711,9 @@ def fill_expected(problems, path, stats=None, strict=False, workers=None):
                    if oracle == "not_none" else p.solution)
         jobs.append((program, _PROBE if oracle == "not_none" else p.entry_point,
                      [t["args"] for t in p.plus_tests]))
-    outputs = sandbox.run_outputs(jobs, workers=workers, progress=len(jobs) > 20)
+    per_test = sandbox.Limits().test_timeout
+    limits = sandbox.Limits(program_timeout=per_test * max([len(c) for _, _, c in jobs] + [1]) + 1.0)
+    outputs = sandbox.run_outputs(jobs, workers=workers, limits=limits, progress=len(jobs) > 20)
     kept, dropped, skipped = [], {}, Counter()
     for p, outs in zip(problems, outputs):
         n_base = len(p.tests)

@@ -689,3 +689,18 @@ def test_evalplus_bad_rows_name_their_field(tmp_path, field, value, says):
     path = write_jsonl(tmp_path / "b.jsonl", [row])
     with pytest.raises(data.LoadError, match=f"line 1, field '{field}': .*{says}"):
         data.load_problems(path, strict=True)
+
+
+def test_evalplus_reference_runs_without_a_cap_on_a_tasks_calls_together(tmp_path, monkeypatch):
+    seen = {}
+    real = sandbox.run_outputs
+
+    def spy(jobs, **kw):
+        seen.update(kw)
+        return real(jobs, **kw)
+    monkeypatch.setattr(sandbox, "run_outputs", spy)
+    n = 40
+    row = evalplus_row("Mbpp/9", "f", "def f(x):\n    return x\n", [[i] for i in range(n)], [[n]])
+    data.load_problems(write_jsonl(tmp_path / "n.jsonl", [row]))
+    limits = seen["limits"]
+    assert limits.program_timeout >= limits.test_timeout * (n + 1)
