@@ -1,8 +1,9 @@
 """
 report.py: turn a speedrun's output folder into report.md (and report.png when matplotlib
 is installed): the reward model's accuracy next to the untrained one, each reward mode's
-held-out results over seeds, the reward-hacking signals (and the trainer's alarm), and the
-wall time of each stage.
+held-out results over seeds next to the "+SFT" baseline's (when the folder has its
+evaluations), the reward-hacking signals (and the trainer's alarm), and the wall time of
+each stage.
 
     python runs/report.py --out=out/speedrun_full
 
@@ -240,6 +241,47 @@ def final_evals(runs, mode):
     return {seed: ev[-1] for seed, _, ev in runs.get(mode) or [] if ev}
 
 
+def sft_runs(out):
+    """{seed: the +SFT run's held-out evaluation}, read from eval.py's summaries
+    out/sft_eval/s<seed>.json under the keys of train_grpo's eval records: pass_at_1
+    (summary["overall"]["pass_at_k"]["1"]), pass_at_1_plus (["pass_at_k_plus"]["1"]; NaN
+    when eval.py wrote none), format_rate, mean_tokens (mean_response_tokens) and n
+    (n_problems). {} when the folder has none (an output folder from before the baseline)."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(out, "sft_eval", "s*.json"))):
+        with open(path) as f:
+            overall = json.load(f)["summary"]["overall"]
+        runs[os.path.basename(path)[1:-len(".json")]] = {
+            "pass_at_1": (overall.get("pass_at_k") or {}).get("1", float("nan")),
+            "pass_at_1_plus": (overall.get("pass_at_k_plus") or {}).get("1", float("nan")),
+            "format_rate": overall.get("format_rate"),
+            "mean_tokens": overall.get("mean_response_tokens"),
+            "n": overall.get("n_problems")}
+    return runs
+
+
+def sft_comparison(runs, sft):
+    """posterior - +SFT in held-out pass@1, paired by seed (no verdict: the paper's Table 1
+    row, reported as it is): the plus tests' pass@1 when every paired run has it, else the
+    base tests'. {"text", "key", "n", "mean", "se"}; n = 0 when no seed has both."""
+    post = final_evals(runs, "posterior")
+    common = sorted(set(post) & set(sft))
+    plus = common and all(measured(post[s].get("pass_at_1_plus")) and measured(sft[s]["pass_at_1_plus"])
+                          for s in common)
+    key = "pass_at_1_plus" if plus else "pass_at_1"
+    p, q = {s: post[s].get(key) for s in common}, {s: sft[s][key] for s in common}
+    d = paired(p, q)
+    if not d:
+        return {"text": "posterior - +SFT: no seed has both runs' final evaluation", "key": key, "n": 0}
+    m, se = mean_se(d)
+    used = [s for s in common if measured(p[s]) and measured(q[s])]
+    return {"key": key, "n": len(d), "mean": m, "se": se,
+            "text": f"posterior - +SFT, paired by seed, `{key}`: {m:+.3f} (standard error {fmt(se)}, "
+                    f"{len(d)} seed{'s' if len(d) != 1 else ''}; posterior "
+                    f"{statistics.fmean(p[s] for s in used):.3f} vs +SFT "
+                    f"{statistics.fmean(q[s] for s in used):.3f})"}
+
+
 def pass_key(runs, modes=("posterior", "outcome")):
     """The plus tests' pass@1 when every final evaluation of these modes has it, else base."""
     ends = [e for m in modes for e in final_evals(runs, m).values()]
@@ -258,9 +300,13 @@ def alarm_cells(seeds):
     return str(sum(len(v) for v in on.values())), ", ".join(first) or "never", notes
 
 
-def rl_sections(runs):
+def rl_sections(runs, sft=None):
+    """(the held-out results table, with the +SFT row and its paired comparison when `sft`
+    (sft_runs) has runs; the reward-hacking table)."""
     final, hack, notes = [], [], []
-    has_plus = any(measured(e.get("pass_at_1_plus")) for m in MODES for _, _, ev in runs.get(m) or [] for e in ev)
+    sft = sft or {}
+    has_plus = (any(measured(e.get("pass_at_1_plus")) for m in MODES for _, _, ev in runs.get(m) or [] for e in ev)
+                or any(measured(e["pass_at_1_plus"]) for e in sft.values()))
     for mode in MODES:
         seeds = runs.get(mode) or []
         if not seeds:
@@ -279,9 +325,27 @@ def rl_sections(runs):
                      fmt(*q("reward_think", True)), fmt(*q("reward_think", False)),
                      fmt(*q("think_failing", True)), fmt(*q("think_failing", False)),
                      fmt(*col(first, "think_score")), fmt(*col(end, "think_score")), alarms, fired])
+    if sft:
+        ends = list(sft.values())
+        sft_col = lambda key: mean_std([e[key] for e in ends])
+        final.append(["+SFT", len(ends), "-", fmt(*sft_col("pass_at_1")),
+                      *(["-", fmt(*sft_col("pass_at_1_plus"))] if has_plus else []),
+                      fmt(*sft_col("format_rate")), fmt(*sft_col("mean_tokens"), digits=1), "n/a"])
     final_t = table(["reward mode", "seeds", "pass@1 before RL", "pass@1 after RL",
                      *(["plus pass@1 before RL", "plus pass@1 after RL"] if has_plus else []),
                      "format rate", "mean tokens", "thinking score"], final)
+    if sft:
+        rl_n = sorted({e.get("n") for m in MODES for e in final_evals(runs, m).values()} - {None})
+        sft_n = sorted({e["n"] for e in sft.values()} - {None})
+        final_t += ("\n\n+SFT: supervised fine-tuning on the RL problems from the same warm start "
+                    "(train_sft.py, out/sft/s<seed>/last), evaluated by eval.py (greedy, the RL "
+                    "prompt, all tests must pass) on "
+                    f"{', '.join(map(str, sft_n)) or '?'} held-out problems (the RL evaluations: "
+                    f"{', '.join(map(str, rl_n)) or '?'}); its 'before' is the warm start of the RL "
+                    "rows, its thinking score is not measured (eval.py has no reward model)"
+                    + ("" if all(measured(e["pass_at_1_plus"]) for e in ends) or not has_plus
+                       else "; its plus pass@1 is n/a where eval.py wrote none")
+                    + f".\n\n{sft_comparison(runs, sft)['text']}.")
     hack_t = table(["reward mode", "train pass rate, first quarter", "last quarter",
                     "mean Rt scored, first quarter", "last quarter",
                     "Rt of failing samples, first quarter", "last quarter",
@@ -394,10 +458,10 @@ def plot(runs, path):
 
 def main(out):
     rm_text, rm_acc = rm_section(out)
-    runs = rl_runs(out)
-    final_t, hack_t = rl_sections(runs)
+    runs, sft = rl_runs(out), sft_runs(out)
+    final_t, hack_t = rl_sections(runs, sft)
     times = read_jsonl(os.path.join(out, "times.jsonl")) if os.path.exists(os.path.join(out, "times.jsonl")) else []
-    seeds = sorted({s for m in runs.values() for s, _, _ in m})
+    seeds = sorted({s for m in runs.values() for s, _, _ in m} | set(sft))
     has_plot = plot(runs, os.path.join(out, "report.png"))
     parts = [
         "# ReCode on the toy world: speedrun report",

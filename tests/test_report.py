@@ -225,3 +225,72 @@ def test_seed_mean_curve_averages_over_seeds_skipping_nan():
     a = [{"step": 1, "x": 1.0}, {"step": 2, "x": NAN}]
     b = [{"step": 1, "x": 3.0}, {"step": 2, "x": 4.0}, {"step": 3, "x": NAN}]
     assert report.seed_mean_curve([a, b], "x") == ([1, 2], [2.0, 4.0])
+
+
+# ---------------------------------------------------------------- the +SFT baseline's row
+def write_sft_eval(out, seed, pass1, plus1=None, fmt_rate=0.95, tokens=90.0, n=64):
+    """An eval.py <run>.json as the speedrun's sft_eval stage writes it (run_name s<seed>)."""
+    overall = {"n_problems": n, "pass_at_k": {"1": pass1}, "format_rate": fmt_rate,
+               "mean_response_tokens": tokens, "truncated_share": 0.0}
+    if plus1 is not None:
+        overall["pass_at_k_plus"] = {"1": plus1}
+    summary = {"model": f"out/sft/s{seed}/last", "benchmark": "toy", "settings": {}, "overall": overall,
+               "by_difficulty": {}}
+    (out / "sft_eval").mkdir(parents=True, exist_ok=True)
+    (out / "sft_eval" / f"s{seed}.json").write_text(json.dumps({"summary": summary, "records": []}))
+    (out / "sft_eval" / f"s{seed}.jsonl").write_text('{"kind": "settings"}\n')  # not a summary
+
+
+def test_sft_row_and_paired_comparison(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "plot", lambda runs, path: False)
+    out = fake_out(tmp_path, plus=True)      # posterior ends at 0.45, 0.43, 0.44 (plus: - 0.1)
+    for seed, p, q, f, t in (("1", 0.40, 0.32, 0.90, 80.0), ("2", 0.42, 0.30, 0.96, 90.0),
+                             ("3", 0.44, 0.34, 0.96, 100.0)):
+        write_sft_eval(out, seed, p, q, f, t)
+    text = open(report.main(str(out))).read()
+    # mean ± sd over seeds: pass@1 0.42 ± 0.02, plus 0.32 ± 0.02, format 0.94 ± 0.035, tokens 90 ± 10
+    assert "| +SFT | 3 | - | 0.420 ± 0.020 | - | 0.320 ± 0.020 | 0.940 ± 0.035 | 90.0 ± 10.0 | n/a |" in text
+    # the row sits in the held-out table, after the reward modes, and not in the hacking table
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows.index(next(r for r in rows if r.startswith("| +SFT |"))) == \
+        rows.index(claim_row(text, "additive", 1)) + 1
+    assert sum(line.startswith("| +SFT |") for line in text.splitlines()) == 1
+    # posterior - +SFT on plus, paired: (0.35-0.32, 0.33-0.30, 0.34-0.34) = +0.03, +0.03, 0: mean +0.02
+    c = report.sft_comparison(report.rl_runs(str(out)), report.sft_runs(str(out)))
+    assert c["key"] == "pass_at_1_plus" and c["n"] == 3
+    assert c["mean"] == pytest.approx(0.02) and c["se"] == pytest.approx(0.01)
+    assert "posterior - +SFT, paired by seed, `pass_at_1_plus`: +0.020 (standard error 0.010, 3 seeds; " \
+           "posterior 0.340 vs +SFT 0.320)" in text
+    assert "on 64 held-out problems (the RL evaluations: 64)" in text
+
+
+def test_sft_without_plus_shows_n_a_and_pairs_on_base_tests(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "plot", lambda runs, path: False)
+    out = fake_out(tmp_path, plus=True)
+    write_sft_eval(out, "1", 0.40)                  # an eval.py without pass_at_k_plus
+    write_sft_eval(out, "2", 0.41, n=226)
+    text = open(report.main(str(out))).read()
+    row = next(line for line in text.splitlines() if line.startswith("| +SFT |"))
+    assert row.startswith("| +SFT | 2 | - | 0.405 ± 0.007 | - | n/a |")
+    # base pass@1 paired over the seeds both have: 0.45 - 0.40, 0.43 - 0.41
+    assert "posterior - +SFT, paired by seed, `pass_at_1`: +0.035 (standard error 0.015, 2 seeds;" in text
+    assert "on 64, 226 held-out problems (the RL evaluations: 64)" in text
+    assert "its plus pass@1 is n/a where eval.py wrote none" in text
+
+
+def test_no_sft_runs_leave_the_report_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "plot", lambda runs, path: False)
+    out = fake_out(tmp_path)
+    assert report.sft_runs(str(out)) == {}
+    before = report.rl_sections(report.rl_runs(str(out)))
+    text = open(report.main(str(out))).read()
+    assert "+SFT" not in text and before[0] in text and before[1] in text
+    # an empty sft_eval folder (the stage killed before any summary) is no run either
+    (out / "sft_eval").mkdir()
+    assert open(report.main(str(out))).read() == text
+    # +SFT runs without a posterior run: the row, and a comparison that says so
+    write_sft_eval(out, "1", 0.40)
+    runs = {m: v for m, v in report.rl_runs(str(out)).items() if m != "posterior"}
+    final_t, _ = report.rl_sections(runs, report.sft_runs(str(out)))
+    assert "| +SFT | 1 | - | 0.400 ± 0.000 | 0.950 ± 0.000 | 90.0 ± 0.0 | n/a |" in final_t  # as a mode of one seed
+    assert "posterior - +SFT: no seed has both runs' final evaluation" in final_t

@@ -259,9 +259,10 @@ def test_minimal_speedrun_builds_everything_and_reports(tmp_path):
     assert "untrained backbone" in report and "trained (OD pairs)" in report
     stages = [json.loads(line)["stage"] for line in open(os.path.join(out, "times.jsonl"))]
     assert stages[0] == "toy_world" and stages[-1] == "report"
-    for group in ("rm_and_lcbrb", "rm_eval", "rl"):
+    for group in ("rm_and_lcbrb", "rm_eval", "rl", "sft_eval"):
         assert group in stages
-    assert "&nbsp;&nbsp;rl_additive_s1 |" in report
+    assert "&nbsp;&nbsp;rl_additive_s1 |" in report and "&nbsp;&nbsp;sft_s1 |" in report
+    assert "| +SFT | 1 |" in report and "on 8 held-out problems (the RL evaluations: 8)" in report
     # the toy tokenizer round-trips its corpus, loads with AutoTokenizer, and a policy
     # checkpoint's copy (which loads by its model type) tokenizes exactly as the warm start did
     from transformers import AutoTokenizer
