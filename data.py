@@ -40,8 +40,9 @@ Choices worth knowing:
 - EvalPlus's files (HumanEval+, MBPP+) hold inputs, not outputs: loading one runs each task's
   reference in the sandbox (fill_expected; about a thousand calls a second on 2 cores), keeps
   the base inputs as `tests` and base + plus as `plus_tests`, rebuilds MBPP+'s tuples, sets and
-  complex numbers as EvalPlus does, and carries its special oracles (find_zero and five MBPP+
-  tasks) as assert scripts.
+  complex numbers as EvalPlus does, and carries its special oracles (find_zero and 14 MBPP+
+  tasks) as assert scripts. Their tests hold tuples and sets, which JSON cannot: such
+  problems are loaded from their file each time, not saved with save_problems.
 - Unpickling LiveCodeBench private tests allows no globals at all: the payload is
   a plain str, so nothing else needs to be constructed, and nothing else will be.
 - A math problem is a Problem with a reference final answer (`answer`) and no tests; a
@@ -130,7 +131,12 @@ class BadRecord(Exception):
 def _save_jsonl(records, path):
     with open(path, "w", encoding="utf-8") as f:
         for r in records:
-            f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+            try:
+                line = json.dumps(asdict(r), ensure_ascii=False)
+            except TypeError as e:   # a set or complex in an EvalPlus test: JSON has neither
+                raise SetupError(f"{path}: record {getattr(r, 'id', '')!r} cannot be saved as "
+                                 f"JSON ({e}); load such problems from their own file") from None
+            f.write(line + "\n")
 
 
 def save_problems(problems, path):
@@ -193,6 +199,8 @@ def _parse_line(line):
         return json.loads(line)
     except json.JSONDecodeError as e:
         return BadRecord(None, f"malformed JSON: {e.msg}", "malformed JSON")
+    except (ValueError, RecursionError) as e:     # an int of over 4,300 digits, deep nesting
+        return BadRecord(None, f"unreadable JSON: {e}"[:200], "unreadable JSON")
 
 
 def _not_utf8(path, raw, error, line, offset):
@@ -581,10 +589,15 @@ def _from_mbppplus(rec, default_id):
 
 
 # ---------------------------------------------------------------- EvalPlus (HumanEval+, MBPP+)
-# The release files (HumanEvalPlus.jsonl v0.1.10, MbppPlus.jsonl v0.1.0) give each task's
-# inputs (base_input: the original tests', plus_input: the added ones) but no outputs:
-# EvalPlus runs canonical_solution on them, and so do we (fill_expected, in the sandbox).
-# `tests` are the base inputs, `plus_tests` base + plus; a plus pass is both.
+# The release files (HumanEvalPlus.jsonl v0.1.10, MbppPlus.jsonl v0.1.0 / v0.2.0) give each
+# task's inputs (base_input: the original tests', plus_input: the added ones) but no
+# outputs: EvalPlus runs canonical_solution on them, and so do we (fill_expected, in the
+# sandbox). `tests` are the base inputs, `plus_tests` base + plus; a plus pass is both. We
+# follow EvalPlus's current judging (commit 26d6d00): its special oracles, its time limit
+# per input of max(4 s, 4 x the reference's time).
+EVALPLUS_MIN_TIME, EVALPLUS_TIME_FACTOR = 4.0, 4.0
+EVALPLUS_REFERENCE_TIMEOUT = 60.0   # seconds per input for the reference itself
+
 
 # MBPP+ stores tuples, sets and complex numbers as JSON lists and strings; per task, how
 # EvalPlus turns an argument list back (its data/mbpp.py, mbpp_deserialize_inputs).
@@ -620,12 +633,32 @@ for _ids, _rule in (
 # - root: HumanEval/32 find_zero passes when |poly(xs, x)| <= atol for the x it returns;
 # - runs: Mbpp/164 are_equivalent passes whatever it returns (the task is ambiguous);
 # - or_zero: Mbpp/295 sum_div may also return 0;
+# - set_eq: eight MBPP+ tasks whose answer is a collection in no stated order;
+# - formula: Mbpp/581 and 558 also accept a second reading of the task (_SECOND_READING);
 # - not_none: the reference returns a re.Match or None, so the expected value is whether
-#   it is not None; a program's bool is compared with that, anything else by not-None.
-#   (A program returning the Match itself fails here: only plain data leaves a child.)
+#   it is not None; a program's bool is compared with that, anything else by not-None (a
+#   Match crosses from the child as a sandbox_server.Opaque, which is not None).
 _ORACLES = {("humaneval", "find_zero"): "root", ("mbpp", "are_equivalent"): "runs",
-            ("mbpp", "sum_div"): "or_zero", ("mbpp", "check_str"): "not_none",
-            ("mbpp", "text_match_three"): "not_none", ("mbpp", "text_starta_endb"): "not_none"}
+            ("mbpp", "sum_div"): "or_zero", ("mbpp", "surface_Area"): "formula",
+            ("mbpp", "digit_distance_nums"): "formula",
+            **{("mbpp", name): "not_none" for name in ("check_str", "text_match_three",
+                                                       "text_starta_endb")},
+            **{("mbpp", name): "set_eq" for name in (
+                "similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
+                "larg_nnum", "intersection_array", "find_dissimilar", "Diff")}}
+# The second readings, as trusted prelude code: a pyramid's surface from its height (not its
+# slant height), rounded; the digit distance of numbers of unequal length, zero-padded.
+_SECOND_READING = {
+    "surface_Area": """import math
+def _second_reading(base, height):
+    slant = math.sqrt((base / 2) ** 2 + height ** 2)
+    return round(base * base + 2 * base * slant)
+""",
+    "digit_distance_nums": """def _second_reading(a, b):
+    a, b = str(a), str(b)
+    width = max(len(a), len(b))
+    return sum(abs(int(x) - int(y)) for x, y in zip(a.zfill(width), b.zfill(width)))
+"""}
 _PROBE = "__expected_of__"   # the trusted wrapper a not_none reference runs under
 
 
@@ -647,14 +680,17 @@ def _from_evalplus(rec, default_id):
     rule = _MBPP_ARGS.get(int(number)) if dataset == "mbpp" and number.isdigit() else None
     inputs = []
     for name in ("base_input", "plus_input"):
+        if rec.get(name) == {}:      # Mbpp/793's plus_input: EvalPlus iterates it as no inputs
+            rec = dict(rec, **{name: []})
         for i, args in enumerate(_need(rec, name, list)):
             if not isinstance(args, list):
                 raise BadRecord(name, f"input {i} is {type(args).__name__}, not an argument list")
             try:
                 args = rule(args) if rule else args
-            except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+            except (TypeError, ValueError, IndexError, KeyError, AttributeError,
+                    RecursionError) as e:
                 raise BadRecord(name, f"input {i} does not fit task {task_id}'s argument "
-                                f"types: {e}") from None
+                                f"types: {e}"[:300]) from None
             inputs.append({"kind": "call", "fn": entry, "args": args, "expected": None,
                            "atol": atol or None})
     n_base = len(rec["base_input"])
@@ -676,34 +712,39 @@ def _mbpp_plus_text(prompt):
     return text
 
 
-def _oracle_test(test, expected):
-    """The sandbox test of one EvalPlus input once the reference's output is known: a call
-    test, or for a special oracle an assert script (run in the server; the program's
-    function is called remotely, so only its return value is seen)."""
-    oracle = test.get("oracle")
+def _oracle_test(test, expected, ref_time):
+    """The sandbox test of one EvalPlus input once the reference's output and time are
+    known: a call test, or for a special oracle an assert script run in the server (the
+    program's function is called remotely, so only its return value is seen). Arguments
+    and expected values reach a script pickled into a bytes literal: a repr would not
+    round-trip every value (nan, inf), and a bare name in a script could be the program's."""
+    timeout = max(EVALPLUS_MIN_TIME, EVALPLUS_TIME_FACTOR * ref_time)
+    oracle, fn, atol = test.get("oracle"), test["fn"], test.get("atol") or 1e-6
     if oracle is None:
-        return {"kind": "call", "fn": test["fn"], "args": test["args"], "expected": expected,
-                **({"atol": test["atol"]} if test.get("atol") else {})}
-    call = f"{test['fn']}(*{test['args']!r})"
+        return {"kind": "call", "fn": fn, "args": test["args"], "expected": expected,
+                **({"atol": test["atol"]} if test.get("atol") else {}), "timeout": timeout}
+    load = f"import pickle as _pickle\n_args, _want = _pickle.loads({pickle.dumps((test['args'], expected))!r})\n"
     if oracle == "root":    # check(candidate): the prelude (the prompt) defines a stub of fn
-        return {"kind": "assert", "entry_point": test["fn"], "prelude": test["prelude"],
-                "script": f"def check(candidate):\n    assert abs(poly({test['args'][0]!r}, "
-                          f"candidate(*{test['args']!r}))) <= {test.get('atol') or 1e-6!r}\n"}
-    script = {"runs": call,
-              "or_zero": f"_got = {call}\nassert _got == {expected!r} or _got == 0",
-              "not_none": f"_got = {call}\nassert (_got == {expected!r}) if type(_got) is bool "
-                          f"else ((_got is not None) == {expected!r})"}[oracle]
-    return {"kind": "assert", "script": script, "entry_point": None, "prelude": None}
+        return {"kind": "assert", "entry_point": fn, "prelude": test["prelude"], "timeout": timeout,
+                "script": load + f"def check(candidate):\n    assert abs(poly(*_args, candidate(*_args))) <= {atol!r}\n"}
+    check = {"runs": "",
+             "or_zero": "assert _got == _want or _got == 0",
+             "set_eq": "assert set(_got) == set(_want)",
+             "formula": f"assert _got == _want or abs(_got - _second_reading(*_args)) <= {atol!r}",
+             "not_none": "assert (_got == _want) if type(_got) is bool else ((_got is not None) == _want)"}[oracle]
+    return {"kind": "assert", "entry_point": None, "timeout": timeout,
+            "prelude": _SECOND_READING[fn] if oracle == "formula" else None,
+            "script": load + f"_got = {fn}(*_args)\n{check}\n"}
 
 
 def fill_expected(problems, path, stats=None, strict=False, workers=None):
     """Make the expected outputs of EvalPlus problems by running each one's reference
     (canonical_solution) on its inputs in the sandbox, as EvalPlus does, and turn the
-    inputs into final tests (_oracle_test). An input the reference fails on (an error, a
-    timeout, a value that is not plain data) is dropped, counted in stats["dropped_inputs"];
-    a problem left without base tests is skipped (strict: LoadError). The reference runs
-    under the default per-test limits, with no cap on a task's calls together beyond them
-    (a HumanEval+ task has up to a thousand inputs)."""
+    inputs into final tests (_oracle_test) with EvalPlus's time limit each. An input the
+    reference fails on (an error, EVALPLUS_REFERENCE_TIMEOUT, a value that is not plain
+    data) is dropped, counted in stats["dropped_inputs"]; a problem left without base tests
+    is skipped (strict: LoadError). Done once per process: a multi-rank script loads on one
+    rank and sends the problems to the others."""
     jobs = []
     for p in problems:
         oracle = p.plus_tests[0].get("oracle")
@@ -711,21 +752,25 @@ def fill_expected(problems, path, stats=None, strict=False, workers=None):
                    if oracle == "not_none" else p.solution)
         jobs.append((program, _PROBE if oracle == "not_none" else p.entry_point,
                      [t["args"] for t in p.plus_tests]))
-    per_test = sandbox.Limits().test_timeout
-    limits = sandbox.Limits(program_timeout=per_test * max([len(c) for _, _, c in jobs] + [1]) + 1.0)
+    most = max([len(c) for _, _, c in jobs] + [1])
+    limits = sandbox.Limits(test_timeout=EVALPLUS_REFERENCE_TIMEOUT,
+                            program_timeout=EVALPLUS_REFERENCE_TIMEOUT * most + 1.0)
     outputs = sandbox.run_outputs(jobs, workers=workers, limits=limits, progress=len(jobs) > 20)
     kept, dropped, skipped = [], {}, Counter()
     for p, outs in zip(problems, outputs):
-        n_base = len(p.tests)
-        good = [(i, _oracle_test(t, o.value)) for i, (t, o) in enumerate(zip(p.plus_tests, outs))
-                if o.status == "ok"]
-        if len(good) < len(outs):
-            first = next(o for o in outs if o.status != "ok")
+        good, first_bad = [], None
+        for i, (t, o) in enumerate(zip(p.plus_tests, outs)):
+            try:
+                if o.status != "ok":
+                    raise ValueError(f"{o.status} {o.error[:120]}")
+                good.append((i, _oracle_test(t, o.value, o.time)))
+            except (ValueError, TypeError, pickle.PicklingError, RecursionError) as e:
+                first_bad = first_bad or str(e)[:160]
+        if first_bad:
             dropped[p.id] = len(outs) - len(good)
-            print(f"data: {path}: {p.id}: the reference fails on {len(outs) - len(good)} of "
-                  f"{len(outs)} inputs, which are dropped (first: {first.status} "
-                  f"{first.error[:120]})", file=sys.stderr)
-        base = [t for i, t in good if i < n_base]
+            print(f"data: {path}: {p.id}: the reference fails on {dropped[p.id]} of {len(outs)} "
+                  f"inputs, which are dropped (first: {first_bad})", file=sys.stderr)
+        base = [t for i, t in good if i < len(p.tests)]
         if not base:
             reason = "the reference fails on every base input"
             if strict:
@@ -872,9 +917,9 @@ FORMAT_NOTES = {
                 "run: a pass rate on these problems is not an MBPP+ score (the default, "
                 "fmt='evalplus', runs the base and plus inputs).",
     "evalplus": "expected outputs come from running canonical_solution in the sandbox, as "
-                "EvalPlus does; judged by sandbox.values_equal (bool is not 1; atol for "
-                "expected floats only) under one time limit per test, where EvalPlus scales "
-                "it from the reference's time.",
+                "EvalPlus does, each input with EvalPlus's time limit (max(4 s, 4 x the "
+                "reference's), not test_timeout); judged by sandbox.values_equal (bool is not "
+                "1; atol for expected floats only; 1e-6 relative where EvalPlus allows 1e-7).",
     "dapo_math": "the Hub's DAPO-Math-17k parquet holds each of its 17,917 problems 100 times "
                  "(1,791,700 rows); the copies load as problems with the same id: deduplicate "
                  "by id before training or counting.",

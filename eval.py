@@ -110,7 +110,11 @@ PROMPT_STYLES = ("rl", "plain")
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n```")
 # settings that change results: a resumed run must match them
 RESULT_SETTINGS = ("init_from", "benchmark_file", "prompt_style", "n_samples", "temperature",
-                   "top_p", "max_new_tokens", "seed", "test_timeout", "program_timeout", "dtype")
+                   "top_p", "max_new_tokens", "seed", "test_timeout", "program_timeout", "dtype",
+                   "judging")
+# how records are judged; a results file judged otherwise does not resume (v2: plus tests,
+# EvalPlus files by their base and plus inputs)
+JUDGING = "v2"
 ERROR_CHARS = 300  # of a failing sample's first error, kept for inspection
 
 # ---------------------------------------------------------------- pass@k
@@ -331,7 +335,8 @@ def summarize(records, ks):
     plus = {}
     if any(r.get("has_plus") for r in records):
         plus = {"pass_at_k_plus": {
-            k: sum(pass_at_k(n, sum(r.get("passed_plus", r["passed"])), int(k)) for r in records)
+            k: sum(pass_at_k(n, sum(r["passed_plus"] if r.get("has_plus") else r["passed"]), int(k))
+                   for r in records)
             / len(records) for k in pass_k}}
     samples = [(f, t, cut) for r in records
                for f, t, cut in zip(r["format_ok"], r["response_tokens"], r["truncated"])]
@@ -370,6 +375,11 @@ def left_out_text(load_stats):
         text += (f" **{sum(skipped.values())} record(s) of the file were left out by the loader "
                  "and are in no figure:** " + "; ".join(f"{k} x{n}" for k, n in skipped.items())
                  + ".")
+    dropped = load_stats.get("dropped_inputs") or {}
+    if dropped:
+        text += (f" {sum(dropped.values())} input(s) of {len(dropped)} task(s) were dropped: the "
+                 "reference fails on them (" + ", ".join(list(dropped)[:5])
+                 + (", ..." if len(dropped) > 5 else "") + ").")
     if load_stats.get("note"):
         text += f" Note: {load_stats['note']}"
     return text
@@ -460,6 +470,23 @@ def load_benchmark(name, toy_path):
     return data.load_problems(path, stats=stats, allow_empty=False), path, stats
 
 
+def load_on_main_rank(name, toy_path):
+    """load_benchmark on rank 0, its result sent to the other ranks: an EvalPlus file runs
+    its references once, and no rank can drop other inputs than rank 0 under load. A
+    missing file or bad record is a SetupError on every rank."""
+    box = [None]
+    if is_main():
+        try:
+            box[0] = load_benchmark(name, toy_path)
+        except (OSError, data.SetupError) as e:     # OSError: no such benchmark file
+            box[0] = str(e)
+    if dist.is_initialized():
+        dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], str):
+        raise data.SetupError(box[0])
+    return box[0]
+
+
 def load_summary(path):
     """The summary in a <run>.json that eval wrote; data.LoadError naming the file if not."""
     try:
@@ -508,10 +535,7 @@ if __name__ == "__main__":
     # ------------------------------------------------ problems and the results file
     # Bad input is a data.SetupError (a LoadError is one): exit_on_setup_error prints it as
     # one line and exits 1.
-    try:
-        problems, bench_file, load_stats = load_benchmark(benchmark, toy_file)
-    except OSError as e:                 # no such benchmark file
-        raise data.SetupError(str(e)) from None
+    problems, bench_file, load_stats = load_on_main_rank(benchmark, toy_file)
     problems = in_window(problems, date_from, date_to, bench_file)
     problems = problems[:limit] if limit > 0 else problems
     limits = sandbox_limits(problems, test_timeout, program_timeout)
@@ -536,6 +560,7 @@ if __name__ == "__main__":
                "needs starter code to complete")
     settings = {**{k: v for k, v in config.items() if not k.isupper()},  # constants are not settings
                 "benchmark_file": os.path.abspath(bench_file), "world_size": world_size,
+                "judging": JUDGING,
                 "device": str(device)}
     stem = run_file_stem(run_name, init_from, benchmark, prompt_style)
     results_path = os.path.join(out_dir, stem + ".jsonl")

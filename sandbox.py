@@ -16,7 +16,8 @@ one):
 (prelude: trusted code of the dataset's own, run before the script, whose names the
 program cannot replace; HumanEval's prompt, whose helpers some checks call. atol: an
 absolute tolerance for expected floats wider than the default 1e-6, as EvalPlus gives a
-few tasks; see values_equal.)
+few tasks; see values_equal. Any test may also carry "timeout": its own wall seconds in
+place of Limits.test_timeout, as EvalPlus scales each input's from the reference's time.)
 
 Use it from Python:
 
@@ -53,8 +54,10 @@ escape), can burn CPU and memory up to their limits, and read the Python
 installation; they can `stat` any path (Landlock does not cover metadata), and
 timing channels between concurrent tests exist (none of this can make a pass). With
 a system Python under `/usr`, all of `/usr` is readable, benchmark packages there
-too. Programs return plain data and assert scripts pass them only plain data (MBPP
-task 367 cannot run); a returned iterator is consumed in the child (an endless one
+too. Assert scripts pass programs only plain data (MBPP task 367 cannot run); a
+returned value that is not plain data (a re.Match) comes back as an Opaque stand-in,
+true and not None but equal to nothing, so a check that compares it fails; a returned
+iterator is consumed in the child (an endless one
 times out); copy-back covers top-level arguments only; a numpy array compares as a
 list; a script calling a helper the program defines (not in `prelude`) calls the
 program's. As a normal user: no PID or network namespace, an unbounded work dir.
@@ -74,9 +77,9 @@ import time
 import types
 from typing import NamedTuple
 
-from sandbox_server import (MAX_SAME_HASH, _error_text, _pids_cgroup_parent,  # noqa: F401
-                            _recv, _remove_cgroup, _rmtree, _send, decode_value,
-                            encode_value)
+from sandbox_server import (MAX_SAME_HASH, Opaque, _error_text,  # noqa: F401
+                            _pids_cgroup_parent, _recv, _remove_cgroup, _rmtree, _send,
+                            decode_value, encode_value)
 
 
 class Limits(NamedTuple):
@@ -404,6 +407,9 @@ def check_test(test):
     atol = test.get("atol")
     if atol is not None and not 0 <= atol < math.inf:
         return "atol", f"call test whose 'atol' is {atol!r}, not a finite number >= 0"
+    timeout = test.get("timeout")
+    if timeout is not None and (type(timeout) not in (int, float) or not 0 < timeout < math.inf):
+        return "timeout", f"test whose 'timeout' is {timeout!r}, not a number of seconds > 0"
     return None
 
 
@@ -469,7 +475,10 @@ def _observe(test, reply):
     try:
         if reply["status"] != "ok":
             return reply["status"], str(reply.get("error", "")), None
-        return "ok", "", decode_value(reply["value"])
+        value = decode_value(reply["value"])
+        if type(value) is Opaque:          # an expected value must be plain data
+            return "runtime_error", f"returned {value!r}, not plain data", None
+        return "ok", "", value
     except Exception as e:
         return "runtime_error", f"reply could not be read: {_error_text(e)}", None
 
@@ -536,14 +545,15 @@ def _run_units(state, ready, servers, limits, limits_d, stop_on_failure, record,
             if not stop_on_failure and job.next_test < len(job.tests):
                 ready.append(ji)
             now = time.monotonic()
-            timeout = min(limits.test_timeout, limits.program_timeout - job.used)
-            if timeout <= 0:
-                record(ji, ti, "timeout", "program time limit", 0.0)
-                continue
             test = job.tests[ti]
             problem = check_test(test) if type(job.program) is str else ("program", "not a str")
             if problem:
                 record(ji, ti, "runtime_error", f"bad test record: {problem[1]}", 0.0)
+                continue
+            timeout = min(test.get("timeout") or limits.test_timeout,
+                          limits.program_timeout - job.used)
+            if timeout <= 0:
+                record(ji, ti, "timeout", "program time limit", 0.0)
                 continue
             try:
                 _send(srv.proc.stdin.fileno(), _unit_message(job.program, test, timeout, limits_d))

@@ -44,7 +44,8 @@ forks its zygote from what it then holds. How it works, and why:
   journal-less ext4 /tmp, where mkdir grows slow once many dirs have been deleted.
 - A child sends back only what it produced: stdout bytes, or a return value as
   tagged JSON of plain data (encode_value): int, float, complex, bool, str, bytes,
-  None, list, tuple, dict and set, and iterators, ranges and dict views rebuilt from them;
+  None, list, tuple, dict and set (a function's value that is none of these crosses as
+  an Opaque: its type's name only), and iterators, ranges and dict views rebuilt from them;
   a subclass or a numpy value crosses as its plain equivalent, its own methods (a
   rigged `__eq__`) left behind. A child can report only its own values and
   failures, never a status; the server checks what it sends and the caller compares
@@ -184,9 +185,24 @@ def _few_collisions(keys):
     return keys
 
 
+class Opaque:
+    """A return value that was not plain data, as a caller or script sees it: its type's
+    name and nothing else. Equal only to itself, true, not None: a test that compares it
+    fails, one that asks only whether something came back (EvalPlus's re.Match tasks) can
+    pass, as in-process; any plain truthy value passes such a test too."""
+    __slots__ = ("type_name",)
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<{self.type_name} object>"
+
+
 def decode_value(x):
     """The inverse of encode_value, for data from an untrusted child: raises ValueError,
-    TypeError or RecursionError on anything malformed, never does unbounded work."""
+    TypeError or RecursionError on anything malformed, never does unbounded work. A
+    function's return value that was not plain data comes as an Opaque."""
     if isinstance(x, list):
         return [decode_value(i) for i in x]
     if isinstance(x, dict):
@@ -199,6 +215,8 @@ def decode_value(x):
             return bytes.fromhex(items)
         if tag == "r" and type(items) is list and [type(i) for i in items] == [int] * 3:
             return range(*items)
+        if tag == "o" and type(items) is str:
+            return Opaque(items[:80])
         if tag == "c" and type(items) is list and [type(i) for i in items] == [float] * 2:
             return complex(*items)
         if type(items) is not list:
@@ -985,7 +1003,11 @@ def _answer(ns, body):
     try:
         if args is None:             # the value of a name, not a call
             return _json_line(["ok", encode_value(ns[name])])
-        reply = ["ok", encode_value(_resolve(ns, name)(*args, **kwargs))]
+        value = _resolve(ns, name)(*args, **kwargs)
+        try:
+            reply = ["ok", encode_value(value)]
+        except TypeError:      # not plain data (a re.Match, say): only its type's name goes
+            reply = ["ok", {"o": type(value).__name__[:80]}]
         if marshal.dumps(request, 2) != body:
             reply.append(encode_value([list(args), kwargs]))
     except MemoryError:

@@ -565,14 +565,18 @@ def test_evalplus_mbpp_plus_expected_outputs_from_the_reference(formats):
         assert len(p.tests) == len(raw[tid]["base_input"])
         assert len(p.plus_tests) == len(raw[tid]["base_input"]) + len(raw[tid]["plus_input"])
         assert p.plus_tests[:len(p.tests)] == p.tests and p.source == "mbppplus"
-    # Mbpp/2 takes tuples (EvalPlus's deserialization), and the reference's outputs are the
-    # expected values: is_not_prime(1) is True, (3,4,5,6) & (5,7,4,10) is {4, 5}
-    assert ps["Mbpp/2"].tests[0]["args"] == [(3, 4, 5, 6), (5, 7, 4, 10)]
-    assert type(ps["Mbpp/2"].tests[0]["args"][0]) is tuple
-    assert set(ps["Mbpp/2"].tests[0]["expected"]) == {4, 5}
+    # the reference's outputs are the expected values (is_not_prime(1) is True), each input
+    # with EvalPlus's time limit, max(4 s, 4 x the reference's time)
     assert ps["Mbpp/3"].tests[0] == {"kind": "call", "fn": "is_not_prime", "args": [1],
-                                     "expected": True}
+                                     "expected": True, "timeout": 4.0}
     assert ps["Mbpp/82"].tests[0]["atol"] == 1e-4 and "atol" not in ps["Mbpp/3"].tests[0]
+    # Mbpp/2 takes tuples (EvalPlus's deserialization) and is judged as a set (its oracle):
+    # any order passes, a wrong member or a list argument taken for a tuple does not
+    assert [t["kind"] for t in ps["Mbpp/2"].tests] == ["assert"] * 3
+    shared = "def similar_elements(a, b):\n    assert type(a) is tuple\n    return {}\n"
+    res = sandbox.run_batch([(shared.format("tuple(sorted(set(a) & set(b)))"), ps["Mbpp/2"].plus_tests),
+                             (shared.format("tuple(set(a) & set(b)) + (0,)"), ps["Mbpp/2"].tests)])
+    assert res[0].all_passed and not res[1].all_passed
     assert abs(ps["Mbpp/82"].tests[0]["expected"] - 4188.790204786391) < 1e-9
     # the reference passes everything; a program right on the base inputs only fails plus
     ok = sandbox.run_batch([(p.solution, p.plus_tests) for p in ps.values()])
@@ -653,11 +657,11 @@ def test_evalplus_mbpp_special_oracles(tmp_path):
     assert run("def sum_div(n):\n    return {8: 7, 7: 0}[n]\n", "Mbpp/295") == ["passed", "passed"]
     assert run("def sum_div(n):\n    return 2\n", "Mbpp/295") == ["wrong_answer", "wrong_answer"]
     # not None: the reference's re.Match could not be compared; whether it is not None is
-    assert [t["script"].count("True") for t in ps["Mbpp/786"].tests] == [2, 0]
     assert run("def text_match_three(t):\n    return 'bbb' in t\n", "Mbpp/786") == ["passed", "passed"]
     assert run("def text_match_three(t):\n    return 'yes' if 'bbb' in t else None\n",
                "Mbpp/786") == ["passed", "passed"]
     assert run("def text_match_three(t):\n    return True\n", "Mbpp/786") == ["passed", "wrong_answer"]
+    assert run(rows[1]["canonical_solution"], "Mbpp/786") == ["passed", "passed"]    # a re.Match
     # are_equivalent: anything it returns passes, an error does not
     assert run("def are_equivalent(a, b):\n    return 'x'\n", "Mbpp/164") == ["passed"]
     assert run("def are_equivalent(a, b):\n    return 1 / 0\n", "Mbpp/164") == ["runtime_error"]
@@ -704,3 +708,68 @@ def test_evalplus_reference_runs_without_a_cap_on_a_tasks_calls_together(tmp_pat
     data.load_problems(write_jsonl(tmp_path / "n.jsonl", [row]))
     limits = seen["limits"]
     assert limits.program_timeout >= limits.test_timeout * (n + 1)
+
+
+def test_evalplus_review_cases(tmp_path):
+    # Mbpp/793's release row stores plus_input as {}: no plus inputs, as EvalPlus reads it
+    rows = [evalplus_row("Mbpp/793", "last", "def last(a, x):\n    return len(a) - 1 - a[::-1].index(x)\n",
+                         [[[1, 2, 3], 1]], {}),
+            # deep nesting in a task whose rule makes tuples all the way down: a skip, not a crash
+            evalplus_row("Mbpp/580", "f", "def f(x):\n    return 1\n", [[json.loads("[" * 900 + "]" * 900)]], []),
+            '{"task_id": "Mbpp/9", "atol": 0, "base_input": [[' + "9" * 5000 + ']]}']
+    stats = {}
+    ps = data.load_problems(write_jsonl(tmp_path / "r.jsonl", rows), stats=stats)
+    assert [(p.id, len(p.tests), len(p.plus_tests)) for p in ps] == [("Mbpp/793", 1, 1)]
+    assert stats["skipped"] == {"bad field 'base_input'": 1, "unreadable JSON": 1}
+    # a set in a test cannot be written as JSON: a SetupError naming the problem
+    [p] = data.load_problems(write_jsonl(tmp_path / "s.jsonl", [evalplus_row(
+        "Mbpp/115", "f", "def f(x):\n    return x\n", [[[[1]]]], [])]))
+    with pytest.raises(data.SetupError, match="'Mbpp/115' cannot be saved as JSON"):
+        data.save_problems([p], str(tmp_path / "out.jsonl"))
+
+
+def test_evalplus_oracle_scripts_take_no_name_from_the_program(tmp_path):
+    rows = [evalplus_row("Mbpp/295", "sum_div", "def sum_div(n):\n    return n * 2\n",
+                         [[1.5], [float("inf")]], [])]
+    [p] = data.load_problems(write_jsonl(tmp_path / "s.jsonl", rows))
+    assert all("inf" not in t["script"] for t in p.tests)       # values travel pickled
+    honest = "def sum_div(n):\n    return n * 2\n"
+    rigged = "def sum_div(n):\n    return 7\n_want = 7\ninf = 7\n_args = (7,)\n"
+    res = sandbox.run_batch([(honest, p.tests), (rigged, p.tests)], stop_on_failure=False)
+    assert res[0].statuses == ["passed", "passed"]
+    assert res[1].statuses == ["wrong_answer", "wrong_answer"]
+
+
+def test_evalplus_second_reading_oracles(tmp_path):
+    # Mbpp/581: the reference takes the slant height; EvalPlus also accepts the height
+    rows = [evalplus_row("Mbpp/581", "surface_Area", "def surface_Area(b, s):\n    return 2 * b * s + b * b\n",
+                         [[3, 4]], [], atol=0),
+            evalplus_row("Mbpp/558", "digit_distance_nums",
+                         "def digit_distance_nums(a, b):\n    return sum(map(int, str(abs(a - b))))\n",
+                         [[123, 56]], [])]
+    ps = {p.id: p for p in data.load_problems(write_jsonl(tmp_path / "f.jsonl", rows))}
+    slant = (1.5 ** 2 + 4 ** 2) ** 0.5
+    run = lambda prog, tid: sandbox.run_program(prog, ps[tid].tests).statuses  # noqa: E731
+    assert run("def surface_Area(b, s):\n    return 2 * b * s + b * b\n", "Mbpp/581") == ["passed"]
+    assert run(f"def surface_Area(b, h):\n    return {round(9 + 6 * slant)}\n", "Mbpp/581") == ["passed"]
+    assert run("def surface_Area(b, h):\n    return 0\n", "Mbpp/581") == ["wrong_answer"]
+    # 123 vs 056: 1 + 3 + 3 = 7 digit by digit, zero-padded; the reference's reading: the
+    # digits of 123 - 56 = 67, 6 + 7 = 13
+    assert run("def digit_distance_nums(a, b):\n    return 7\n", "Mbpp/558") == ["passed"]
+    assert run("def digit_distance_nums(a, b):\n    return 13\n", "Mbpp/558") == ["passed"]
+    assert run("def digit_distance_nums(a, b):\n    return 5\n", "Mbpp/558") == ["wrong_answer"]
+
+
+def test_evalplus_time_limit_scales_with_the_reference(tmp_path):
+    slow = "import time\ndef f(x):\n    time.sleep(x)\n    return x\n"
+    [p] = data.load_problems(write_jsonl(tmp_path / "t.jsonl", [evalplus_row("Mbpp/9", "f", slow, [[0], [1.25]], [])]))
+    fast, long = [t["timeout"] for t in p.tests]
+    assert fast == data.EVALPLUS_MIN_TIME and 4 * 1.25 <= long < 4 * 1.25 + 1.0
+
+
+def test_evalplus_check_script_passes_every_reference(formats, capsys):
+    spec = importlib.util.spec_from_file_location("evalplus_check", os.path.join(REPO, "runs", "evalplus_check.py"))
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    assert check.main(formats("mbppplus_v010.jsonl")) == 0
+    assert "5 of 5 pass" in capsys.readouterr().out

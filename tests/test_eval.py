@@ -375,6 +375,17 @@ def test_results_file_checks_settings_and_drops_a_cut_line(tmp_path):
     assert len(jsonl(path)) == 2                                   # rewritten without the cut line
     with pytest.raises(ValueError, match="max_new_tokens"):
         E.read_results(str(path), {**settings, "max_new_tokens": 2})
+    # a file judged before plus tests (no "judging" in its settings) does not resume
+    old = tmp_path / "old.jsonl"
+    E.append_records(str(old), [{"kind": "settings", **{k: 1 for k in E.RESULT_SETTINGS if k != "judging"}},
+                                record("a", "", [True], [3])])
+    with pytest.raises(ValueError, match="judging"):
+        E.read_results(str(old), {**settings, "judging": E.JUDGING})
+
+
+def test_dropped_inputs_reach_the_table():
+    text = E.left_out_text({"dropped_inputs": {"Mbpp/255": 5, "Mbpp/9": 1}})
+    assert "6 input(s) of 2 task(s) were dropped" in text and "Mbpp/255, Mbpp/9" in text
 
 
 # ----------------------------------------------------------------------------- benchmarks

@@ -141,6 +141,17 @@ def test_atol_widens_only_expected_floats():
         assert run(prog, [dict(loose, atol=bad)]).tests[0].error.startswith("bad test record")
 
 
+def test_a_tests_own_timeout_replaces_the_default():
+    prog = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
+    res = run(prog, [dict(call("nap", [0.3], 0.3), timeout=0.1), dict(call("nap", [0.3], 0.3), timeout=1.0),
+                     call("nap", [0.3], 0.3)], stop_on_failure=False)
+    assert res.statuses == ["timeout", "passed", "passed"]
+    longer = run(prog, [dict(call("nap", [2.0], 2.0), timeout=3.0)])      # FAST allows 1.5 s
+    assert longer.statuses == ["passed"]
+    for bad in (0, -1, float("inf"), True, "1"):
+        assert sandbox.check_test(dict(call("nap", [0], 0), timeout=bad))[0] == "timeout"
+
+
 def test_run_outputs_returns_values_and_runs_every_call():
     prog = "def div(a, b):\n    return a // b, [a % b]\n"
     out = sandbox.run_outputs([(prog, "div", [[7, 2], [1, 0], [9, 3]]),
@@ -165,6 +176,39 @@ def test_every_server_hashes_strings_alike():
     words = [["kx", "DHBNiditD", "ab", "zz", "q", "tree", "hi", "xyz"]]
     outs = sandbox.run_outputs([(prog, "f", [words] * 3)] * 6, workers=2, limits=FAST)
     assert len({r.value for job in outs for r in job}) == 1
+
+
+
+def test_no_python_variable_but_the_hash_seed_reaches_a_child(monkeypatch):
+    # the servers run without -I (which would ignore PYTHONHASHSEED), so the environment
+    # they get must hold no other PYTHON* variable, whatever the trainer's has
+    for name in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONWARNINGS"):
+        monkeypatch.setenv(name, "/tmp")
+    sandbox.shutdown()                     # fresh servers, started with this environment
+    prog = "import os, sys\ndef env():\n    return sorted(k for k in os.environ if k.startswith('PYTHON'))\n"
+    try:
+        [out] = sandbox.run_outputs([(prog, "env", [[]])], limits=FAST)
+        assert out[0].value == ["PYTHONHASHSEED"]
+    finally:
+        sandbox.shutdown()
+
+
+
+def test_a_value_that_is_not_plain_data_crosses_as_an_opaque_stand_in():
+    prog = "import re\ndef m(t):\n    return re.search('ab', t)\n"
+    res = run(prog, [call("m", ["xab"], True),
+                     asserts("assert m('xab')\nassert m('x') is None\nassert m('xab') is not None"),
+                     asserts("assert m('ab') == m('ab')"), asserts("assert m('ab').group(0)")],
+              stop_on_failure=False)
+    assert res.statuses == ["wrong_answer", "passed", "wrong_answer", "runtime_error"]
+    assert res.tests[0].error == "returned <Match object>"
+    # a reference's output must be plain data to be an expected value
+    [[out]] = sandbox.run_outputs([(prog, "m", [["ab"]])], limits=FAST)
+    assert out.status == "runtime_error" and "not plain data" in out.error
+    for bad in ({"o": 3}, {"o": ["Match"]}):
+        with pytest.raises(ValueError):
+            sandbox.decode_value(bad)
+    assert sandbox.decode_value({"o": "x" * 500}).type_name == "x" * 80
 
 
 # ----------------------------------------------------------------------------- statuses
