@@ -919,7 +919,9 @@ FORMAT_NOTES = {
     "evalplus": "expected outputs come from running canonical_solution in the sandbox, as "
                 "EvalPlus does, each input with EvalPlus's time limit (max(4 s, 4 x the "
                 "reference's), not test_timeout); judged by sandbox.values_equal (bool is not "
-                "1; atol for expected floats only; 1e-6 relative where EvalPlus allows 1e-7).",
+                "1; atol for expected floats only; 1e-6 relative where EvalPlus allows 1e-7). "
+                "For evaluation: as a reward its oracles can be gamed (Mbpp/164 passes any "
+                "value, Mbpp/295 a 0).",
     "dapo_math": "the Hub's DAPO-Math-17k parquet holds each of its 17,917 problems 100 times "
                  "(1,791,700 rows); the copies load as problems with the same id: deduplicate "
                  "by id before training or counting.",

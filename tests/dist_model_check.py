@@ -103,3 +103,9 @@ def main(scratch):
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    # Every check has passed and printed by now. Skip the interpreter's teardown: on a rare
+    # run torch's gloo threads abort the process there ("terminate called without an active
+    # exception", SIGABRT), after the process group is gone, which is not what this checks.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
