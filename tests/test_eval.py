@@ -630,3 +630,11 @@ def test_math_problems_are_scored_by_their_final_answer():
     records = E.evaluate_batch(maths, scripted(replies, tok), tok, "rl", 1, 0, 1, LIMITS)
     assert [r["passed"] for r in records] == [[True], [False]]
     assert E.summarize(records, [1])["format_rate"] == 1.0 and "wrong_answer" in records[1]["error"][0]
+
+
+def test_a_limit_reads_only_the_first_problems_of_an_evalplus_file(formats_dir, monkeypatch):
+    calls = []
+    real = sandbox.run_outputs
+    monkeypatch.setattr(sandbox, "run_outputs", lambda jobs, **kw: calls.append(len(jobs)) or real(jobs, **kw))
+    problems, _, stats = E.load_benchmark(os.path.join(formats_dir, "mbppplus_v010.jsonl"), "", limit=2)
+    assert [p.id for p in problems] == ["Mbpp/2", "Mbpp/3"] and calls == [2]
