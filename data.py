@@ -723,15 +723,19 @@ def _oracle_test(test, expected, ref_time):
     if oracle is None:
         return {"kind": "call", "fn": fn, "args": test["args"], "expected": expected,
                 **({"atol": test["atol"]} if test.get("atol") else {}), "timeout": timeout}
-    load = f"import pickle as _pickle\n_args, _want = _pickle.loads({pickle.dumps((test['args'], expected))!r})\n"
+    payload = pickle.dumps((test["args"], expected))
+    load = f"import pickle as _pickle\n_args, _want = _pickle.loads({payload!r})\n"
     if oracle == "root":    # check(candidate): the prelude (the prompt) defines a stub of fn
-        return {"kind": "assert", "entry_point": fn, "prelude": test["prelude"], "timeout": timeout,
-                "script": load + f"def check(candidate):\n    assert abs(poly(*_args, candidate(*_args))) <= {atol!r}\n"}
-    check = {"runs": "",
-             "or_zero": "assert _got == _want or _got == 0",
-             "set_eq": "assert set(_got) == set(_want)",
-             "formula": f"assert _got == _want or abs(_got - _second_reading(*_args)) <= {atol!r}",
-             "not_none": "assert (_got == _want) if type(_got) is bool else ((_got is not None) == _want)"}[oracle]
+        return {"kind": "assert", "entry_point": fn, "prelude": test["prelude"],
+                "timeout": timeout, "script": load + "def check(candidate):\n"
+                f"    assert abs(poly(*_args, candidate(*_args))) <= {atol!r}\n"}
+    check = {
+        "runs": "",
+        "or_zero": "assert _got == _want or _got == 0",
+        "set_eq": "assert set(_got) == set(_want)",
+        "formula": f"assert _got == _want or abs(_got - _second_reading(*_args)) <= {atol!r}",
+        "not_none": "assert (_got == _want) if type(_got) is bool else "
+                    "((_got is not None) == _want)"}[oracle]
     return {"kind": "assert", "entry_point": None, "timeout": timeout,
             "prelude": _SECOND_READING[fn] if oracle == "formula" else None,
             "script": load + f"_got = {fn}(*_args)\n{check}\n"}
@@ -748,8 +752,8 @@ def fill_expected(problems, path, stats=None, strict=False, workers=None):
     jobs = []
     for p in problems:
         oracle = p.plus_tests[0].get("oracle")
-        program = (p.solution + f"\n\ndef {_PROBE}(*args):\n    return {p.entry_point}(*args) is not None\n"
-                   if oracle == "not_none" else p.solution)
+        probe = f"\n\ndef {_PROBE}(*args):\n    return {p.entry_point}(*args) is not None\n"
+        program = p.solution + probe if oracle == "not_none" else p.solution
         jobs.append((program, _PROBE if oracle == "not_none" else p.entry_point,
                      [t["args"] for t in p.plus_tests]))
     most = max([len(c) for _, _, c in jobs] + [1])

@@ -402,8 +402,8 @@ def markdown_table(summary):
              f"{summary['problems_this_run']} problem(s) this run; {summary['skipped']} skipped "
              f"(prompt style).{left_out_text(summary.get('load_stats', {}))}",
              "",
-             "| subset | problems | " + " | ".join(f"pass@{k} %" + (f" | plus pass@{k} %" if plus else "")
-                                                 for k in ks)
+             "| subset | problems | "
+             + " | ".join(f"pass@{k} %" + (f" | plus pass@{k} %" if plus else "") for k in ks)
              + " | format % | mean response tokens | truncated % |",
              "|---|---:|" + "---:|" * (len(ks) * (1 + plus)) + "---:|---:|---:|"]
     rows = [("all", summary["overall"])] + list(summary["by_difficulty"].items())
