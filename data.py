@@ -678,8 +678,8 @@ def _from_evalplus(rec, default_id):
         statement, starter, solution = _mbpp_plus_text(prompt), "", canonical
     number = task_id.rsplit("/", 1)[-1]
     rule = _MBPP_ARGS.get(int(number)) if dataset == "mbpp" and number.isdigit() else None
-    inputs = []
-    for name in ("base_input", "plus_input"):
+    inputs = {"base_input": [], "plus_input": []}
+    for name, tests in inputs.items():
         if rec.get(name) == {}:      # Mbpp/793's plus_input: EvalPlus iterates it as no inputs
             rec = dict(rec, **{name: []})
         for i, args in enumerate(_need(rec, name, list)):
@@ -691,18 +691,18 @@ def _from_evalplus(rec, default_id):
                     RecursionError) as e:
                 raise BadRecord(name, f"input {i} does not fit task {task_id}'s argument "
                                 f"types: {e}"[:300]) from None
-            inputs.append({"kind": "call", "fn": entry, "args": args, "expected": None,
-                           "atol": atol or None})
-    n_base = len(rec["base_input"])
-    if not n_base:
+            tests.append({"kind": "call", "fn": entry, "args": args, "expected": None,
+                          "atol": atol or None})
+        _checked(tests, name)
+    base, plus = inputs["base_input"], inputs["plus_input"]
+    if not base:
         raise BadRecord("base_input", "no base inputs", "no tests")
     oracle = _ORACLES.get((dataset, entry))
-    for t in inputs if oracle else ():      # read, and removed, by fill_expected
+    for t in base + plus if oracle else ():      # read, and removed, by fill_expected
         t["oracle"], t["prelude"] = oracle, prompt
     return _make_problem(
         id=task_id, statement=statement, starter_code=starter, source=f"{dataset}plus",
-        entry_point=entry, solution=solution, tests=_checked(inputs[:n_base], "base_input"),
-        plus_tests=_checked(inputs, "plus_input"))
+        entry_point=entry, solution=solution, tests=base, plus_tests=base + plus)
 
 
 def _mbpp_plus_text(prompt):
