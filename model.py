@@ -54,6 +54,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.utils.checkpoint import checkpoint
+from tqdm import tqdm
 from data import SetupError  # noqa: F401  (bad input; LoadError is one too)
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
                           AutoTokenizer, GenerationConfig, LogitsProcessorList,
@@ -94,9 +95,11 @@ def is_main():
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def print0(*args, **kw):
+def print0(*args):
+    """Print on rank 0 only, above any tqdm progress bar, flushed at once."""
     if is_main():
-        print(*args, **kw, flush=True)
+        tqdm.write(" ".join(map(str, args)))
+        sys.stdout.flush()
 
 
 def barrier():

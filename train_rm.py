@@ -408,15 +408,6 @@ OBJECTIVES = {
 }
 
 
-# ---------------------------------------------------------------- logging
-
-
-def log_line(message):
-    """Prints on rank 0, above the progress bar."""
-    if is_main():
-        tqdm.write(message)
-
-
 # ---------------------------------------------------------------- main
 if __name__ == "__main__":
     config = configure(globals())
@@ -550,14 +541,14 @@ if __name__ == "__main__":
                     append_metrics(metrics_path, {"kind": "eval", "step": step, "epoch": epoch,
                                                   **val, "best_step": state["best"]["step"],
                                                   "time": time.time() - t0})
-                log_line(f"eval step {step}: val accuracy {val['accuracy']:.4f} {spread_name} "
+                print0(f"eval step {step}: val accuracy {val['accuracy']:.4f} {spread_name} "
                          f"{val[spread_key]:.4f} loss {val['loss']:.4f}"
                          f"{' (best)' if improved else ''}")
                 state["step"] = step
                 save_checkpoint(os.path.join(out_dir, "last"), model, tokenizer,
                                 extra={"config": config, "state": state}, optimizer=optimizer)
                 if patience > 0 and state["bad_evals"] >= patience:
-                    log_line(f"early stop at step {step}: no improvement in {patience} evaluations")
+                    print0(f"early stop at step {step}: no improvement in {patience} evaluations")
                     break
             if step == total_steps:
                 break
@@ -603,7 +594,7 @@ if __name__ == "__main__":
             if is_main():
                 append_metrics(metrics_path, record)
                 bar.update(1)
-                log_line(f"step {step + 1}/{total_steps} | loss {record['loss']:.4f} | acc "
+                print0(f"step {step + 1}/{total_steps} | loss {record['loss']:.4f} | acc "
                          f"{record['accuracy']:.3f} | {spread_name} {record[spread_key]:.3f} | lr "
                          f"{lr:.2e} | gnorm {record['grad_norm']:.3f} | tok {record['tokens']}")
         bar.close()

@@ -274,11 +274,6 @@ def validate(model, rows, pad_id, device, rank, world_size, autocast):
     return {"val_loss": (sums[0] / sums[1]).item(), "val_tokens": int(sums[1])}
 
 
-def log_line(message):
-    if is_main():
-        tqdm.write(message)
-
-
 # ---------------------------------------------------------------- main
 if __name__ == "__main__":
     config = configure(globals())
@@ -390,7 +385,7 @@ if __name__ == "__main__":
                 append_metrics(metrics_path, {"kind": "eval", "step": step, **val,
                                               "best_step": state["best"]["step"],
                                               "elapsed": time.time() - t0})
-            log_line(f"eval step {step}: val loss {val['val_loss']:.4f}{' (best)' if improved else ''}")
+            print0(f"eval step {step}: val loss {val['val_loss']:.4f}{' (best)' if improved else ''}")
             state["step"] = step
             save_checkpoint(os.path.join(out_dir, "last"), model, tokenizer,
                             extra={"config": config, "state": state}, optimizer=optimizer)
@@ -422,7 +417,7 @@ if __name__ == "__main__":
         if is_main():
             append_metrics(metrics_path, record)
             bar.update(1)
-            log_line(f"step {step + 1}/{total_steps} | loss {record['loss']:.4f} | tok "
+            print0(f"step {step + 1}/{total_steps} | loss {record['loss']:.4f} | tok "
                      f"{record['tokens']} | lr {lr:.2e} | gnorm {record['grad_norm']:.3f}")
     bar.close()
     print0(f"done: best validation loss {state['best']['val_loss']:.4f} at step "
