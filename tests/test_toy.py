@@ -129,14 +129,21 @@ def test_each_degradation_does_what_its_method_says(tasks):
         toy.degrade(tasks[0][0], tasks[0][0].steps, "typo", rng)
 
 
+def three_kinds(task, pairs):
+    """The paper's three pair kinds of one task, checked: opt > deg, ori > deg, opt > ori over
+    three distinct texts, the optimized one the task's own steps. Returns (opt, ori, deg)."""
+    assert [p.pair_type for p in pairs] == ["opt_deg", "ori_deg", "opt_ori"]
+    opt, ori, deg = pairs[0].chosen, pairs[1].chosen, pairs[0].rejected
+    assert opt == "\n".join(task.steps) and pairs[2].rejected == ori and pairs[1].rejected == deg
+    assert len({opt, ori, deg}) == 3
+    return opt, ori, deg
+
+
 def test_pairs_of_three_kinds_with_methods(tasks):
     rng = random.Random(1)
     for t in tasks[0][:100]:
         pairs = toy.make_pairs(t, rng)
-        assert [p.pair_type for p in pairs] == ["opt_deg", "ori_deg", "opt_ori"]
-        opt, ori, deg = pairs[0].chosen, pairs[1].chosen, pairs[0].rejected
-        assert opt == "\n".join(t.steps) and pairs[2].rejected == ori and pairs[1].rejected == deg
-        assert len({opt, ori, deg}) == 3
+        opt, ori, deg = three_kinds(t, pairs)
         assert pairs[0].meta["degraded_by"][0] in ("factual_error", "incomplete", "logical_gap")
         assert toy.judge(t, deg, t.code) != "No"           # the degraded one is not sound
         assert toy.judge(t, opt, t.code) == "No"
