@@ -205,23 +205,30 @@ def test_warm_start_corpus_holds_every_kind_in_its_share(tasks):
     assert abs(kinds.count("flawed") - (toy.warm_mix["flawed"] + toy.warm_mix["lucky"]) * len(train)) <= 1
 
 
+def build_worlds(tmp_path, monkeypatch, setting, values):
+    """toy.build_problems once per value of toy's `setting`, each in tmp_path/<i>; per
+    world, the text of its pair, problem and warm-corpus files by name."""
+    worlds = []
+    for i, value in enumerate(values):
+        monkeypatch.setattr(toy, setting, value)
+        monkeypatch.setattr(toy, "data_dir", str(tmp_path / str(i)))
+        os.makedirs(toy.data_dir)
+        toy.build_problems()
+        worlds.append({name: open(os.path.join(toy.data_dir, name)).read()
+                       for name in ("pairs.jsonl", "pairs_eval.jsonl", "train.jsonl", "warm.jsonl")})
+    return worlds
+
+
 def test_reward_model_pairs_do_not_depend_on_weak_tests(tmp_path, monkeypatch):
     """The reward model learns from rule-made pairs only: a world with weak tests and one
     without give the same pair files byte for byte (and different problem files)."""
     monkeypatch.setattr(toy, "n_train", 300)
     monkeypatch.setattr(toy, "n_pair_problems", 100)
-    files = {}
-    for share in (0.0, 0.3):
-        monkeypatch.setattr(toy, "weak_share", share)
-        monkeypatch.setattr(toy, "data_dir", str(tmp_path / str(share)))
-        os.makedirs(toy.data_dir)
-        toy.build_problems()
-        files[share] = {name: open(os.path.join(toy.data_dir, name)).read()
-                        for name in ("pairs.jsonl", "pairs_eval.jsonl", "train.jsonl", "warm.jsonl")}
-    assert files[0.0]["pairs.jsonl"] == files[0.3]["pairs.jsonl"] and files[0.0]["pairs.jsonl"]
-    assert files[0.0]["pairs_eval.jsonl"] == files[0.3]["pairs_eval.jsonl"]
-    assert files[0.0]["train.jsonl"] != files[0.3]["train.jsonl"]
-    assert files[0.0]["warm.jsonl"] != files[0.3]["warm.jsonl"]
+    none, some = build_worlds(tmp_path, monkeypatch, "weak_share", (0.0, 0.3))
+    assert none["pairs.jsonl"] == some["pairs.jsonl"] and none["pairs.jsonl"]
+    assert none["pairs_eval.jsonl"] == some["pairs_eval.jsonl"]
+    assert none["train.jsonl"] != some["train.jsonl"]
+    assert none["warm.jsonl"] != some["warm.jsonl"]
 
 
 def test_toy_lcbrb_pairs_sound_and_right_with_flawed_and_wrong(tasks):

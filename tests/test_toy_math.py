@@ -16,7 +16,8 @@ import data
 import prompts
 import toy
 
-from test_toy import REPO, SMOKE_TOY, three_kinds   # SMOKE_TOY: `speedrun_cpu.sh --smoke`'s toy settings
+# SMOKE_TOY: the toy settings of `speedrun_cpu.sh --smoke`
+from test_toy import REPO, SMOKE_TOY, build_worlds, three_kinds
 
 
 @pytest.fixture(scope="module")
@@ -163,14 +164,8 @@ def test_math_build_writes_problems_pairs_and_warm_corpus(tmp_path, monkeypatch)
     monkeypatch.setattr(toy, "task", "math")
     monkeypatch.setattr(toy, "n_train", 200)
     monkeypatch.setattr(toy, "n_pair_problems", 50)
-    files = {}
-    for i, mix in enumerate((toy.math_mix, dict(right=0.25, poor=0.25, flawed=0.25, slip=0.25))):
-        monkeypatch.setattr(toy, "math_mix", mix)
-        monkeypatch.setattr(toy, "data_dir", str(tmp_path / str(i)))
-        os.makedirs(toy.data_dir)
-        toy.build_problems()
-        files[i] = {name: open(os.path.join(toy.data_dir, name)).read()
-                    for name in ("pairs.jsonl", "pairs_eval.jsonl", "train.jsonl", "warm.jsonl")}
+    files = build_worlds(tmp_path, monkeypatch, "math_mix",
+                         (toy.math_mix, dict(right=0.25, poor=0.25, flawed=0.25, slip=0.25)))
     for name in ("pairs.jsonl", "pairs_eval.jsonl", "train.jsonl"):
         assert files[0][name] == files[1][name], name
     assert files[0]["warm.jsonl"] != files[1]["warm.jsonl"]
