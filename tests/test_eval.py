@@ -636,5 +636,7 @@ def test_a_limit_reads_only_the_first_problems_of_an_evalplus_file(formats_dir, 
     calls = []
     real = sandbox.run_outputs
     monkeypatch.setattr(sandbox, "run_outputs", lambda jobs, **kw: calls.append(len(jobs)) or real(jobs, **kw))
-    problems, _, stats = E.load_benchmark(os.path.join(formats_dir, "mbppplus_v010.jsonl"), "", limit=2)
+    problems, _, stats = E.load_on_main_rank(os.path.join(formats_dir, "mbppplus_v010.jsonl"), "", 2)
     assert [p.id for p in problems] == ["Mbpp/2", "Mbpp/3"] and calls == [2]
+    with pytest.raises(data.SetupError, match="does not exist"):      # one line, on every rank
+        E.load_on_main_rank(os.path.join(formats_dir, "no_such.jsonl"), "")
